@@ -1,0 +1,146 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/fetchd/fetchd/server"
+)
+
+// config is fetchd's configuration, from flags and FETCHD_* variables.
+type config struct {
+	listen               string
+	concurrency          int
+	streamWindow         int
+	allowCIDRs           []netip.Prefix
+	maxBodyBytes         int64
+	defaultTimeout       time.Duration
+	maxTimeout           time.Duration
+	maxRedirects         int
+	drainTimeout         time.Duration
+	maxRecvMsgBytes      int
+	maxConcurrentStreams uint
+	logFormat            string
+	logLevel             slog.Level
+}
+
+// cidrList is a repeatable flag of CIDR ranges, also comma-separated.
+type cidrList struct{ prefixes *[]netip.Prefix }
+
+func (c cidrList) String() string {
+	if c.prefixes == nil {
+		return ""
+	}
+	parts := make([]string, len(*c.prefixes))
+	for i, p := range *c.prefixes {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (c cidrList) Set(s string) error {
+	ps, err := server.ParseCIDRs(s)
+	if err != nil {
+		return err
+	}
+	*c.prefixes = append(*c.prefixes, ps...)
+	return nil
+}
+
+// envName is the environment fallback of a flag: FETCHD_ and its name in
+// upper case with dashes as underscores.
+func envName(flagName string) string {
+	return "FETCHD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	cfg := &config{}
+	fs := flag.NewFlagSet("fetchd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.listen, "listen", "localhost:50051", "`address` to serve gRPC on")
+	fs.IntVar(&cfg.concurrency, "concurrency", server.DefaultConcurrency, "most fetches in flight at once, across all streams (the worker pool)")
+	fs.IntVar(&cfg.streamWindow, "stream-window", server.DefaultStreamWindow, "most jobs one stream may have in flight plus results waiting to be sent")
+	fs.Var(cidrList{&cfg.allowCIDRs}, "allow-cidr", "open a `CIDR` range the egress policy denies by default, e.g. 127.0.0.0/8 (repeatable, or comma-separated)")
+	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "response body cap per job; longer bodies are truncated. Keep it below the callers' gRPC receive limit (4 MiB by default)")
+	fs.DurationVar(&cfg.defaultTimeout, "default-timeout", server.DefaultTimeout, "timeout of a job that sets none")
+	fs.DurationVar(&cfg.maxTimeout, "max-timeout", server.DefaultMaxTimeout, "longest timeout a job may ask for")
+	fs.IntVar(&cfg.maxRedirects, "max-redirects", server.DefaultMaxRedirects, "most redirects followed per job (0: none)")
+	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight jobs may take to finish before the server stops")
+	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 16<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request)")
+	fs.UintVar(&cfg.maxConcurrentStreams, "max-concurrent-streams", 1000, "most concurrent gRPC streams per client connection")
+	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
+	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: fetchd [flags]\n\nfetchd serves fetch.v1.FetchService over gRPC: it fetches URLs for its callers.\nEvery flag may also be set by the environment variable shown; a flag on the\ncommand line wins (for -allow-cidr, both add up).\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(fs.Output(), "  -%s %s\n    \t%s (env %s", f.Name, name, usage, envName(f.Name))
+			if f.DefValue != "" {
+				fmt.Fprintf(fs.Output(), "; default %s", f.DefValue)
+			}
+			fmt.Fprintln(fs.Output(), ")")
+		})
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	switch {
+	case cfg.concurrency < 1:
+		return nil, fmt.Errorf("-concurrency %d: must be at least 1", cfg.concurrency)
+	case cfg.streamWindow < 1:
+		return nil, fmt.Errorf("-stream-window %d: must be at least 1", cfg.streamWindow)
+	case cfg.maxBodyBytes < 1:
+		return nil, fmt.Errorf("-max-body-bytes %d: must be at least 1", cfg.maxBodyBytes)
+	case cfg.defaultTimeout <= 0 || cfg.maxTimeout <= 0:
+		return nil, fmt.Errorf("-default-timeout and -max-timeout must be positive")
+	case cfg.defaultTimeout > cfg.maxTimeout:
+		return nil, fmt.Errorf("-default-timeout %v is over -max-timeout %v", cfg.defaultTimeout, cfg.maxTimeout)
+	case cfg.maxRedirects < 0:
+		return nil, fmt.Errorf("-max-redirects %d: must not be negative", cfg.maxRedirects)
+	case cfg.drainTimeout < 0:
+		return nil, fmt.Errorf("-drain-timeout %v: must not be negative", cfg.drainTimeout)
+	case cfg.logFormat != "text" && cfg.logFormat != "json":
+		return nil, fmt.Errorf("-log-format %q: must be text or json", cfg.logFormat)
+	}
+	return cfg, nil
+}
+
+func (c *config) logger(w io.Writer) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: c.logLevel}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+func (c *config) serverOptions(logger *slog.Logger) []server.Option {
+	return []server.Option{
+		server.WithConcurrency(c.concurrency),
+		server.WithStreamWindow(c.streamWindow),
+		server.WithAllowCIDRs(c.allowCIDRs...),
+		server.WithMaxBodyBytes(c.maxBodyBytes),
+		server.WithDefaultTimeout(c.defaultTimeout),
+		server.WithMaxTimeout(c.maxTimeout),
+		server.WithMaxRedirects(c.maxRedirects),
+		server.WithLogger(logger),
+	}
+}

@@ -1,0 +1,251 @@
+package fetcher
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/server/internal/egress"
+)
+
+// Config configures a [Fetcher]. The zero value works: public addresses only,
+// the defaults below.
+type Config struct {
+	// Policy guards every dial. Default: egress.NewPolicy(), public
+	// addresses only.
+	Policy *egress.Policy
+	// Conns sizes the idle connection pool, normally the server's
+	// concurrency. Default 256.
+	Conns int
+	// MaxRedirects is the most redirects followed per job; 0 means the
+	// default 10, a negative value follows none.
+	MaxRedirects int
+	// MaxResponseHeaderBytes caps the response header. Default 64 KiB.
+	MaxResponseHeaderBytes int64
+	// DialTimeout bounds each TCP connect. Default 10s.
+	DialTimeout time.Duration
+	// TLSHandshakeTimeout bounds each TLS handshake. Default 10s.
+	TLSHandshakeTimeout time.Duration
+	// RootCAs, when set, replaces the system roots for upstream TLS.
+	RootCAs *x509.CertPool
+	// UserAgent is sent when the job sets none. Default "fetchd".
+	UserAgent string
+}
+
+// Fetcher performs jobs over one shared HTTP transport. It is safe for
+// concurrent use.
+type Fetcher struct {
+	client       *http.Client
+	transport    *http.Transport
+	maxRedirects int
+	userAgent    string
+}
+
+// New returns a Fetcher for cfg.
+func New(cfg Config) *Fetcher {
+	if cfg.Policy == nil {
+		cfg.Policy = egress.NewPolicy()
+	}
+	if cfg.Conns <= 0 {
+		cfg.Conns = 256
+	}
+	switch {
+	case cfg.MaxRedirects == 0:
+		cfg.MaxRedirects = 10
+	case cfg.MaxRedirects < 0:
+		cfg.MaxRedirects = 0
+	}
+	if cfg.MaxResponseHeaderBytes <= 0 {
+		cfg.MaxResponseHeaderBytes = 64 << 10
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.TLSHandshakeTimeout <= 0 {
+		cfg.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "fetchd"
+	}
+	dialer := &net.Dialer{
+		Timeout:        cfg.DialTimeout,
+		KeepAlive:      30 * time.Second,
+		ControlContext: cfg.Policy.Control,
+	}
+	tr := &http.Transport{
+		Proxy:                  nil, // never from the environment: the guard must see the target
+		DialContext:            dialer.DialContext,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs},
+		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           max(cfg.Conns, 100),
+		MaxIdleConnsPerHost:    cfg.Conns,
+		IdleConnTimeout:        90 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
+	}
+	f := &Fetcher{transport: tr, maxRedirects: cfg.MaxRedirects, userAgent: cfg.UserAgent}
+	f.client = &http.Client{Transport: tr, CheckRedirect: f.checkRedirect}
+	return f
+}
+
+// Close closes idle connections. In-flight fetches are not affected.
+func (f *Fetcher) Close() { f.transport.CloseIdleConnections() }
+
+// errJobTimeout is the cause of a job context whose timeout expired.
+var errJobTimeout = errors.New("job timeout expired")
+
+// Fetch performs job and fills the result fields of resp: status, headers,
+// body, truncated, final URL, duration and, when no complete response was
+// obtained, error. It returns when the body has been read or the job
+// failed; ctx cancels it.
+func (f *Fetcher) Fetch(ctx context.Context, job *Job, resp *fetchv1.FetchResponse) {
+	start := time.Now()
+	err := f.fetch(ctx, job, resp)
+	resp.Duration = durationpb.New(time.Since(start))
+	if err != nil {
+		resp.Error = Classify(ctx, err).Proto()
+	}
+}
+
+func (f *Fetcher) fetch(parent context.Context, job *Job, resp *fetchv1.FetchResponse) error {
+	ctx, cancel := context.WithTimeoutCause(parent, job.Timeout, errJobTimeout)
+	defer cancel()
+
+	var body io.Reader
+	if len(job.Body) > 0 {
+		body = bytes.NewReader(job.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, job.Method, job.URL.String(), body)
+	if err != nil {
+		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST, Err: err}
+	}
+	req.Header = job.Header
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	if _, ok := req.Header["User-Agent"]; !ok {
+		req.Header["User-Agent"] = []string{f.userAgent}
+	}
+	hr, err := f.client.Do(req)
+	if err != nil {
+		return withCause(ctx, err)
+	}
+	defer hr.Body.Close()
+
+	resp.StatusCode = int32(hr.StatusCode)
+	resp.FinalUrl = hr.Request.URL.String()
+	resp.Headers = headersProto(hr.Header)
+	b, truncated, err := readCapped(hr.Body, hr.ContentLength, job.MaxBody)
+	resp.Body, resp.Truncated = b, truncated
+	if err != nil {
+		return withCause(ctx, fmt.Errorf("read body: %w", err))
+	}
+	return nil
+}
+
+// withCause adds the job context's cause to err, so that [Classify] can
+// tell a job timeout from a cancelled caller.
+func withCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		return fmt.Errorf("%w (%w)", err, cause)
+	}
+	return err
+}
+
+// readCapped reads r up to max bytes and reports whether more were there.
+// A non-positive max means no cap beyond memory.
+func readCapped(r io.Reader, contentLength, max int64) ([]byte, bool, error) {
+	limit := max
+	if limit <= 0 {
+		limit = 1<<63 - 2
+	}
+	size := int64(512)
+	if contentLength >= 0 {
+		// +1 so that the read that meets EOF needs no growth.
+		size = min(contentLength, limit) + 1
+	}
+	buf := make([]byte, 0, size)
+	lr := io.LimitReader(r, limit+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return buf[:min(int64(len(buf)), limit)], false, err
+		}
+	}
+	if int64(len(buf)) > limit {
+		return buf[:limit], true, nil
+	}
+	return buf, false, nil
+}
+
+// headersProto converts h to repeated headers sorted by name, keeping every
+// value of a repeated field in the order received.
+func headersProto(h http.Header) []*fetchv1.Header {
+	n := 0
+	keys := make([]string, 0, len(h))
+	for k, vs := range h {
+		keys = append(keys, k)
+		n += len(vs)
+	}
+	slices.Sort(keys)
+	out := make([]*fetchv1.Header, 0, n)
+	backing := make([]fetchv1.Header, n)
+	i := 0
+	for _, k := range keys {
+		for _, v := range h[k] {
+			backing[i].Name, backing[i].Value = k, v
+			out = append(out, &backing[i])
+			i++
+		}
+	}
+	return out
+}
+
+// keptOnHostChange are the request headers still sent after a redirect to
+// another host; every other caller-supplied header is dropped.
+var keptOnHostChange = map[string]bool{"Accept": true, "Accept-Language": true, "User-Agent": true}
+
+// checkRedirect caps redirect hops, refuses schemes other than http and
+// https, and, when the host changes, drops caller headers and refuses to
+// resend a request body. Each hop dials anew through the egress guard.
+func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > f.maxRedirects {
+		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_REDIRECT_REFUSED,
+			Err: fmt.Errorf("stopped after %d redirects", f.maxRedirects)}
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_REDIRECT_REFUSED,
+			Err: fmt.Errorf("redirect to scheme %q refused", req.URL.Scheme)}
+	}
+	if req.URL.Host != via[0].URL.Host {
+		if req.Body != nil && req.Body != http.NoBody {
+			return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_REDIRECT_REFUSED,
+				Err: fmt.Errorf("%s redirect to another host %q would resend the request body", req.Response.Status, req.URL.Host)}
+		}
+		for k := range req.Header {
+			if !keptOnHostChange[k] {
+				delete(req.Header, k)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"crypto/x509"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/fetchd/fetchd/server/internal/egress"
+)
+
+// Defaults of the [Option] values.
+const (
+	DefaultConcurrency            = 256
+	DefaultStreamWindow           = 512
+	DefaultMaxBodyBytes           = 3 << 20
+	DefaultTimeout                = 30 * time.Second
+	DefaultMaxTimeout             = 5 * time.Minute
+	DefaultMaxRedirects           = 10
+	DefaultMaxResponseHeaderBytes = 64 << 10
+)
+
+type options struct {
+	concurrency            int
+	streamWindow           int
+	maxBodyBytes           int64
+	defaultTimeout         time.Duration
+	maxTimeout             time.Duration
+	maxRedirects           int
+	maxResponseHeaderBytes int64
+	allowCIDRs             []netip.Prefix
+	rootCAs                *x509.CertPool
+	logger                 *slog.Logger
+}
+
+var defaultOptions = options{
+	concurrency:            DefaultConcurrency,
+	streamWindow:           DefaultStreamWindow,
+	maxBodyBytes:           DefaultMaxBodyBytes,
+	defaultTimeout:         DefaultTimeout,
+	maxTimeout:             DefaultMaxTimeout,
+	maxRedirects:           DefaultMaxRedirects,
+	maxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
+}
+
+// Option configures a [Server].
+type Option func(*options)
+
+// WithConcurrency sets the size of the worker pool: the most fetches in
+// flight at once, across all streams. Values below 1 are ignored. Default
+// [DefaultConcurrency] (256).
+func WithConcurrency(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.concurrency = n
+		}
+	}
+}
+
+// WithStreamWindow sets each stream's window: the most jobs one stream may
+// have in flight plus results waiting to be sent. A full window stops the
+// stream from reading more jobs. Values below 1 are ignored. Default
+// [DefaultStreamWindow] (512).
+func WithStreamWindow(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.streamWindow = n
+		}
+	}
+}
+
+// WithMaxBodyBytes caps the response body returned per job; longer bodies
+// are cut and marked truncated. Keep it below the callers' gRPC receive
+// limit (4 MiB by default in grpc-go). Values below 1 are ignored. Default
+// [DefaultMaxBodyBytes] (3 MiB).
+func WithMaxBodyBytes(n int64) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxBodyBytes = n
+		}
+	}
+}
+
+// WithDefaultTimeout sets the timeout of jobs that set none. Values below
+// 1ns are ignored; it is clamped to the maximum timeout. Default
+// [DefaultTimeout] (30s).
+func WithDefaultTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.defaultTimeout = d
+		}
+	}
+}
+
+// WithMaxTimeout sets the longest timeout a job may ask for; a job asking
+// for more is an invalid request. Values below 1ns are ignored. Default
+// [DefaultMaxTimeout] (5m).
+func WithMaxTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.maxTimeout = d
+		}
+	}
+}
+
+// WithMaxRedirects sets the most redirects followed per job; 0 follows
+// none. Negative values are ignored. Default [DefaultMaxRedirects] (10).
+func WithMaxRedirects(n int) Option {
+	return func(o *options) {
+		if n >= 0 {
+			o.maxRedirects = n
+		}
+	}
+}
+
+// WithMaxResponseHeaderBytes caps the size of an upstream's response
+// header; a larger one is an ERROR_CODE_BAD_RESPONSE. Values below 1 are
+// ignored. Default [DefaultMaxResponseHeaderBytes] (64 KiB).
+func WithMaxResponseHeaderBytes(n int64) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxResponseHeaderBytes = n
+		}
+	}
+}
+
+// WithAllowCIDRs opens address ranges that the egress policy denies by
+// default, such as 10.0.0.0/8 for internal upstreams or 127.0.0.0/8 for
+// tests. It adds to earlier calls. Default: none; only public addresses.
+func WithAllowCIDRs(prefixes ...netip.Prefix) Option {
+	return func(o *options) { o.allowCIDRs = append(o.allowCIDRs, prefixes...) }
+}
+
+// WithUpstreamRootCAs sets the certificate authorities trusted for upstream
+// TLS. Default: the system roots.
+func WithUpstreamRootCAs(pool *x509.CertPool) Option {
+	return func(o *options) { o.rootCAs = pool }
+}
+
+// WithLogger sets the logger for per-stream summaries and worker panics.
+// Default [slog.Default].
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// ParseCIDRs parses address ranges for [WithAllowCIDRs]: each element holds
+// one or more CIDRs separated by commas or spaces; a bare address is a
+// single-address range.
+func ParseCIDRs(list ...string) ([]netip.Prefix, error) { return egress.ParseCIDRs(list...) }

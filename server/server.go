@@ -1,0 +1,146 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/grpc"
+
+	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/server/internal/egress"
+	"github.com/fetchd/fetchd/server/internal/fetcher"
+)
+
+// Server implements [fetchv1.FetchServiceServer]. Create it with [New],
+// register it with [Server.Register], and call [Server.Close] after the gRPC
+// server has stopped.
+type Server struct {
+	fetchv1.UnimplementedFetchServiceServer
+
+	opts    options
+	pool    *semaphore.Weighted // the global worker pool; FIFO
+	fetcher *fetcher.Fetcher
+	log     *slog.Logger
+
+	drainOnce sync.Once
+	draining  chan struct{} // closed by Drain
+
+	// receivers tracks receive goroutines. A stream's receiver blocked in
+	// Recv when its handler returns (on drain) ends as soon as gRPC closes
+	// the stream; Close waits for it.
+	receivers sync.WaitGroup
+
+	// testHookFetch, when set by tests, replaces the fetcher.
+	testHookFetch func(ctx context.Context, job *fetcher.Job, resp *fetchv1.FetchResponse)
+}
+
+var _ fetchv1.FetchServiceServer = (*Server)(nil)
+
+// New returns a Server with the given options.
+func New(opts ...Option) *Server {
+	o := defaultOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	o.defaultTimeout = min(o.defaultTimeout, o.maxTimeout)
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	f := fetcher.New(fetcher.Config{
+		Policy:                 egress.NewPolicy(egress.AllowCIDRs(o.allowCIDRs...)),
+		Conns:                  o.concurrency,
+		MaxRedirects:           redirectsConfig(o.maxRedirects),
+		MaxResponseHeaderBytes: o.maxResponseHeaderBytes,
+		RootCAs:                o.rootCAs,
+	})
+	return &Server{
+		opts:     o,
+		pool:     semaphore.NewWeighted(int64(o.concurrency)),
+		fetcher:  f,
+		log:      o.logger,
+		draining: make(chan struct{}),
+	}
+}
+
+// redirectsConfig maps the option (0 = follow none) to fetcher.Config's
+// convention (0 = default, negative = none).
+func redirectsConfig(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// Register registers s on r as the fetch.v1.FetchService.
+func (s *Server) Register(r grpc.ServiceRegistrar) { fetchv1.RegisterFetchServiceServer(r, s) }
+
+// Concurrency returns the size of the worker pool.
+func (s *Server) Concurrency() int { return s.opts.concurrency }
+
+// Drain makes every stream, current and future, stop reading jobs, finish
+// the jobs it has started, send their results and end with
+// codes.Unavailable. It does not wait; stop the gRPC server with
+// GracefulStop (bounded by a deadline) to wait for the streams.
+func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
+
+// Close waits for the goroutines of finished streams and closes idle
+// upstream connections. Call it after the gRPC server has stopped.
+func (s *Server) Close() {
+	s.receivers.Wait()
+	s.fetcher.Close()
+}
+
+// Fetch implements fetch.v1.FetchService.Fetch.
+func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fetchv1.FetchResponse]) error {
+	return s.serve(stream.Context(), stream.Recv, stream.Send, nil)
+}
+
+// FetchBatch implements fetch.v1.FetchService.FetchBatch.
+func (s *Server) FetchBatch(req *fetchv1.FetchBatchRequest, stream grpc.ServerStreamingServer[fetchv1.FetchBatchResponse]) error {
+	jobs := req.GetJobs()
+	next := 0
+	recv := func() (*fetchv1.FetchRequest, error) {
+		if next == len(jobs) {
+			return nil, io.EOF
+		}
+		next++
+		return jobs[next-1], nil
+	}
+	send := func(r *fetchv1.FetchResponse) error {
+		return stream.Send(&fetchv1.FetchBatchResponse{Result: r})
+	}
+	opts := req.GetOptions()
+	if opts == nil {
+		opts = &fetchv1.StreamOptions{}
+	}
+	return s.serve(stream.Context(), recv, send, opts)
+}
+
+// fetch runs one job, turning a panic into the job's internal error.
+func (s *Server) fetch(ctx context.Context, job *fetcher.Job, resp *fetchv1.FetchResponse) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.ErrorContext(ctx, "panic in fetch worker", "url", resp.GetUrl(), "panic", r, "stack", string(debug.Stack()))
+			resp.StatusCode, resp.Headers, resp.Body, resp.Truncated, resp.FinalUrl = 0, nil, nil, false, ""
+			resp.Error = &fetchv1.Error{
+				Code:    fetchv1.ErrorCode_ERROR_CODE_INTERNAL,
+				Message: fmt.Sprintf("internal error: panic: %v", r),
+			}
+		}
+	}()
+	if s.testHookFetch != nil {
+		s.testHookFetch(ctx, job, resp)
+		return
+	}
+	s.fetcher.Fetch(ctx, job, resp)
+}
+
+var (
+	errDraining = errors.New("server is draining")
+)

@@ -1,0 +1,283 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/server/internal/fetcher"
+)
+
+// stream is the state of one Fetch or FetchBatch call.
+type stream struct {
+	s *Server
+
+	// window holds one token per job received and not yet answered; its
+	// capacity is the stream window.
+	window chan struct{}
+	// results carries finished jobs to the sender. It has room for the
+	// whole window, so a worker never blocks on it.
+	results chan *fetchv1.FetchResponse
+
+	// Set by the receiver from the stream options before its first job
+	// starts; read only by the receiver after that.
+	lim   fetcher.Limits
+	slots *semaphore.Weighted // this stream's concurrency
+
+	stopRecv context.CancelFunc // ends the receiver's waits
+	endOnce  sync.Once
+
+	mu      sync.Mutex // guards closed and workers.Add
+	closed  bool       // no job may start once set
+	workers sync.WaitGroup
+}
+
+// serve runs one stream: jobs come from recv until io.EOF, results go to
+// send, and only the calling goroutine calls send. opts, when non-nil, are
+// the stream options of a batch; otherwise they come from the first job.
+func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, error), send func(*fetchv1.FetchResponse) error, opts *fetchv1.StreamOptions) error {
+	start := time.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	recvCtx, stopRecv := context.WithCancel(ctx)
+	defer stopRecv()
+
+	st := &stream{
+		s:        s,
+		window:   make(chan struct{}, s.opts.streamWindow),
+		results:  make(chan *fetchv1.FetchResponse, s.opts.streamWindow),
+		stopRecv: stopRecv,
+	}
+	recvDone := make(chan error, 1)
+	s.receivers.Add(1)
+	go func() {
+		defer s.receivers.Done()
+		recvDone <- st.receive(ctx, recvCtx, recv, opts)
+	}()
+
+	var (
+		recvErr, sendErr error
+		complete         bool // every job was read: the caller half-closed
+		drained          bool
+		draining         = s.draining
+		sum              summary
+	)
+	for {
+		select {
+		case r, ok := <-st.results:
+			if !ok {
+				return s.finish(ctx, start, &sum, recvErr, sendErr, drained && !complete)
+			}
+			if sendErr == nil {
+				if err := send(r); err != nil {
+					sendErr = err
+					cancel(err)
+					go st.end()
+				}
+				sum.add(r)
+			}
+			<-st.window
+		case err := <-recvDone:
+			recvDone = nil
+			switch {
+			case err == io.EOF:
+				complete = true
+			case errors.Is(err, errDraining):
+				drained = true
+			case err != nil:
+				recvErr = err
+				cancel(err)
+			}
+			go st.end()
+		case <-draining:
+			draining = nil
+			drained = true
+			go st.end()
+		}
+	}
+}
+
+// finish logs the stream's summary and returns its final status.
+func (s *Server) finish(ctx context.Context, start time.Time, sum *summary, recvErr, sendErr error, drained bool) error {
+	var err error
+	switch {
+	case sendErr != nil:
+		err = sendErr
+	case recvErr != nil:
+		err = recvErr
+		if ctx.Err() != nil {
+			err = status.FromContextError(context.Cause(ctx)).Err()
+		}
+	case drained:
+		err = status.Error(codes.Unavailable, "fetchd is draining: jobs without a result were not started; resubmit them")
+	}
+	s.log.InfoContext(ctx, "stream finished",
+		"jobs", sum.jobs, "ok", sum.ok, "errors", sum.errors,
+		"duration", time.Since(start).Round(time.Millisecond), "status", status.Code(err).String())
+	return err
+}
+
+// end stops the stream: no further job starts, the receiver stops
+// waiting, and once every worker has finished the results channel is
+// closed. It runs at most once; call it in its own goroutine, since it
+// waits for workers whose results the sender must drain.
+func (st *stream) end() {
+	st.endOnce.Do(func() {
+		st.stopRecv()
+		st.mu.Lock()
+		st.closed = true
+		st.mu.Unlock()
+		st.workers.Wait()
+		close(st.results)
+	})
+}
+
+// receive reads jobs until recv fails, the stream ends or the server
+// drains. It returns io.EOF once every job has been read, errDraining when
+// the server drains, nil when the stream was ended by the sender. ctx is the stream's context, given to workers; recvCtx also ends
+// when the stream stops, and bounds the receiver's own waits.
+func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.FetchRequest, error), opts *fetchv1.StreamOptions) error {
+	batch := opts != nil
+	for index := uint64(0); ; index++ {
+		// Take a window slot before reading, so that a full window leaves
+		// jobs unread and HTTP/2 flow control pushes back on the caller.
+		select {
+		case st.window <- struct{}{}:
+		case <-recvCtx.Done():
+			return nil
+		case <-st.s.draining:
+			return errDraining
+		}
+		req, err := recv()
+		if err != nil {
+			<-st.window
+			return err
+		}
+		if index == 0 {
+			if !batch {
+				opts = req.GetStreamOptions()
+			}
+			st.configure(opts)
+		}
+		resp := &fetchv1.FetchResponse{Index: index, Id: req.GetId(), Url: req.GetUrl()}
+		job, err := st.validate(req, index, batch)
+		if err != nil {
+			resp.Error = fetcher.Classify(ctx, err).Proto()
+			if !st.answer(resp) {
+				return nil
+			}
+			continue
+		}
+		if err := st.acquire(recvCtx); err != nil {
+			<-st.window
+			return nil
+		}
+		if !st.start(ctx, job, resp) {
+			st.release()
+			<-st.window
+			return nil
+		}
+	}
+}
+
+// configure sets the stream's limits from its options, each only lowering
+// the server's.
+func (st *stream) configure(o *fetchv1.StreamOptions) {
+	so := st.s.opts
+	conc := so.concurrency
+	if c := int(o.GetConcurrency()); c > 0 && c < conc {
+		conc = c
+	}
+	st.slots = semaphore.NewWeighted(int64(conc))
+	st.lim = fetcher.Limits{
+		DefaultTimeout: so.defaultTimeout,
+		MaxTimeout:     so.maxTimeout,
+		MaxBodyBytes:   so.maxBodyBytes,
+	}
+	if t := o.GetTimeout(); t != nil && t.IsValid() && t.AsDuration() > 0 {
+		st.lim.DefaultTimeout = min(t.AsDuration(), so.maxTimeout)
+	}
+	if b := int64(o.GetMaxBodyBytes()); b > 0 && b < so.maxBodyBytes {
+		st.lim.MaxBodyBytes = b
+	}
+}
+
+func (st *stream) validate(req *fetchv1.FetchRequest, index uint64, batch bool) (*fetcher.Job, error) {
+	if req.GetStreamOptions() != nil && (batch || index > 0) {
+		msg := "stream_options may only be set on the first message of a Fetch stream"
+		if batch {
+			msg = "stream_options may not be set on a job of a batch; use FetchBatchRequest.options"
+		}
+		return nil, &fetcher.Error{Code: fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST, Err: errors.New(msg)}
+	}
+	return fetcher.Validate(req, st.lim)
+}
+
+// acquire takes a slot of this stream's limit, then one of the global pool.
+func (st *stream) acquire(ctx context.Context) error {
+	if err := st.slots.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	if err := st.s.pool.Acquire(ctx, 1); err != nil {
+		st.slots.Release(1)
+		return err
+	}
+	return nil
+}
+
+func (st *stream) release() {
+	st.s.pool.Release(1)
+	st.slots.Release(1)
+}
+
+// answer hands over a result that needs no fetch. It reports false if the
+// stream has ended.
+func (st *stream) answer(resp *fetchv1.FetchResponse) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return false
+	}
+	st.results <- resp // never blocks: the job holds a window token
+	return true
+}
+
+// start runs job in a new worker holding the slots taken by acquire. It
+// reports false, starting nothing, if the stream has ended.
+func (st *stream) start(ctx context.Context, job *fetcher.Job, resp *fetchv1.FetchResponse) bool {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return false
+	}
+	st.workers.Add(1)
+	st.mu.Unlock()
+	go func() {
+		defer st.workers.Done()
+		st.s.fetch(ctx, job, resp)
+		st.release()
+		st.results <- resp // never blocks: the job holds a window token
+	}()
+	return true
+}
+
+// summary counts a stream's outcomes for its log line.
+type summary struct {
+	jobs, ok, errors int
+}
+
+func (m *summary) add(r *fetchv1.FetchResponse) {
+	m.jobs++
+	if r.GetError() != nil {
+		m.errors++
+	} else {
+		m.ok++
+	}
+}
