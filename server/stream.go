@@ -44,6 +44,7 @@ type stream struct {
 // the stream options of a batch; otherwise they come from the first job.
 func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, error), send func(*fetchv1.FetchResponse) error, opts *fetchv1.StreamOptions) error {
 	start := time.Now()
+	callCtx := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	recvCtx, stopRecv := context.WithCancel(ctx)
@@ -73,7 +74,7 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 		select {
 		case r, ok := <-st.results:
 			if !ok {
-				return s.finish(ctx, start, &sum, recvErr, sendErr, drained && !complete)
+				return s.finish(callCtx, start, &sum, recvErr, sendErr, drained && !complete)
 			}
 			if sendErr == nil {
 				if err := send(r); err != nil {
@@ -104,17 +105,18 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 	}
 }
 
-// finish logs the stream's summary and returns its final status.
-func (s *Server) finish(ctx context.Context, start time.Time, sum *summary, recvErr, sendErr error, drained bool) error {
+// finish logs the stream's summary and returns its final status. callCtx
+// is the call's own context: when it has ended, the caller went away.
+func (s *Server) finish(callCtx context.Context, start time.Time, sum *summary, recvErr, sendErr error, drained bool) error {
+	ctx := callCtx
 	var err error
 	switch {
+	case (sendErr != nil || recvErr != nil) && ctx.Err() != nil:
+		err = status.FromContextError(ctx.Err()).Err()
 	case sendErr != nil:
 		err = sendErr
 	case recvErr != nil:
 		err = recvErr
-		if ctx.Err() != nil {
-			err = status.FromContextError(context.Cause(ctx)).Err()
-		}
 	case drained:
 		err = status.Error(codes.Unavailable, "fetchd is draining: jobs without a result were not started; resubmit them")
 	}

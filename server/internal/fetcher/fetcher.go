@@ -41,6 +41,8 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// UserAgent is sent when the job sets none. Default "fetchd".
 	UserAgent string
+	// Resolver resolves host names. Default: net.DefaultResolver.
+	Resolver *net.Resolver
 }
 
 // Fetcher performs jobs over one shared HTTP transport. It is safe for
@@ -82,6 +84,7 @@ func New(cfg Config) *Fetcher {
 		Timeout:        cfg.DialTimeout,
 		KeepAlive:      30 * time.Second,
 		ControlContext: cfg.Policy.Control,
+		Resolver:       cfg.Resolver,
 	}
 	tr := &http.Transport{
 		Proxy:                  nil, // never from the environment: the guard must see the target

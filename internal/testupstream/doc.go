@@ -1,0 +1,13 @@
+// Package testupstream is an HTTP upstream for fetchd's tests and
+// benchmarks: an [httptest.Server] on loopback whose responses are shaped by
+// the query string, and which counts what it sees (requests, peak
+// concurrency, requests whose context ended before the reply).
+//
+// Query parameters, combinable:
+//
+//	delay=300ms   wait this long before answering
+//	hang=1        never answer; wait until the request is cancelled
+//	status=404    answer with this status (default 200)
+//	size=1024     send a body of this many bytes (default: "ok\n")
+//	tag=a         count the request under this tag
+package testupstream

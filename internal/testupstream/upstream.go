@@ -1,0 +1,117 @@
+package testupstream
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Upstream is a counting test upstream. Its methods are safe for concurrent
+// use.
+type Upstream struct {
+	*httptest.Server
+
+	inFlight  atomic.Int64
+	peak      atomic.Int64
+	hits      atomic.Int64
+	cancelled atomic.Int64
+	closing   chan struct{}
+
+	mu   sync.Mutex       // guards tags
+	tags map[string]int64 // requests per tag
+}
+
+// New starts an upstream on 127.0.0.1 and closes it when tb ends.
+func New(tb testing.TB) *Upstream {
+	tb.Helper()
+	u := &Upstream{closing: make(chan struct{}), tags: map[string]int64{}}
+	u.Server = httptest.NewServer(http.HandlerFunc(u.serve))
+	tb.Cleanup(u.Close)
+	return u
+}
+
+// Close releases hanging requests and stops the server.
+func (u *Upstream) Close() {
+	select {
+	case <-u.closing:
+	default:
+		close(u.closing)
+	}
+	u.Server.Close()
+}
+
+// Peak returns the most requests the upstream has served at once.
+func (u *Upstream) Peak() int64 { return u.peak.Load() }
+
+// InFlight returns the requests being served now.
+func (u *Upstream) InFlight() int64 { return u.inFlight.Load() }
+
+// Hits returns the number of requests received.
+func (u *Upstream) Hits() int64 { return u.hits.Load() }
+
+// Cancelled returns the number of requests whose context ended (the client
+// went away) before the upstream answered.
+func (u *Upstream) Cancelled() int64 { return u.cancelled.Load() }
+
+// Tag returns the number of requests received with tag=name.
+func (u *Upstream) Tag(name string) int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.tags[name]
+}
+
+// ResetPeak sets the peak to the current number of requests in flight.
+func (u *Upstream) ResetPeak() { u.peak.Store(u.inFlight.Load()) }
+
+var okBody = []byte("ok\n")
+
+func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
+	u.hits.Add(1)
+	n := u.inFlight.Add(1)
+	defer u.inFlight.Add(-1)
+	for {
+		p := u.peak.Load()
+		if n <= p || u.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	q := r.URL.Query()
+	if tag := q.Get("tag"); tag != "" {
+		u.mu.Lock()
+		u.tags[tag]++
+		u.mu.Unlock()
+	}
+	var wait <-chan time.Time
+	if d, err := time.ParseDuration(q.Get("delay")); err == nil && d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		wait = t.C
+	}
+	if q.Get("hang") != "" || wait != nil {
+		select {
+		case <-wait:
+		case <-r.Context().Done():
+			u.cancelled.Add(1)
+			return
+		case <-u.closing:
+			return
+		}
+	}
+	status := http.StatusOK
+	if s, err := strconv.Atoi(q.Get("status")); err == nil && s >= 100 && s <= 999 {
+		status = s
+	}
+	body := okBody
+	if s, err := strconv.Atoi(q.Get("size")); err == nil && s >= 0 {
+		body = bytes.Repeat([]byte{'x'}, s)
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var loopback = netip.MustParsePrefix("127.0.0.0/8")
+
+// startServer serves a Server with opts on a real TCP listener on loopback
+// and returns a client connected to it. Loopback is allowed unless opts
+// say otherwise later. Everything is stopped when tb ends.
+func startServer(tb testing.TB, opts ...Option) (fetchv1.FetchServiceClient, *Server) {
+	tb.Helper()
+	s := New(append([]Option{WithAllowCIDRs(loopback)}, opts...)...)
+	return serveOn(tb, s), s
+}
+
+func serveOn(tb testing.TB, s *Server) fetchv1.FetchServiceClient {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	s.Register(gs)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		gs.Serve(lis)
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		conn.Close()
+		gs.Stop()
+		<-served
+		s.Close()
+	})
+	return fetchv1.NewFetchServiceClient(conn)
+}
+
+// testCtx returns a context that ends when tb ends or after a minute, so
+// that no test can hang.
+func testCtx(tb testing.TB) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// fetchAll sends jobs on one Fetch stream, half-closes, and returns the
+// results in arrival order along with the stream's final error.
+func fetchAll(ctx context.Context, tb testing.TB, c fetchv1.FetchServiceClient, jobs []*fetchv1.FetchRequest) ([]*fetchv1.FetchResponse, error) {
+	tb.Helper()
+	stream, err := c.Fetch(ctx)
+	if err != nil {
+		tb.Fatalf("Fetch: %v", err)
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		for _, j := range jobs {
+			if err := stream.Send(j); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- stream.CloseSend()
+	}()
+	var out []*fetchv1.FetchResponse
+	for {
+		r, err := stream.Recv()
+		if err != nil {
+			<-sendErr
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, err
+		}
+		out = append(out, r)
+	}
+}
+
+// waitFor polls cond until it holds or tb's patience (10s) runs out.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func job(url string) *fetchv1.FetchRequest { return &fetchv1.FetchRequest{Url: url} }
+
+func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
