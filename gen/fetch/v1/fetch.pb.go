@@ -53,6 +53,15 @@ const (
 	// The upstream sent a malformed response or one over a limit, such as
 	// response headers larger than the server accepts.
 	ErrorCode_ERROR_CODE_BAD_RESPONSE ErrorCode = 10
+	// Set by clients, not by the server: no fetchd could take the job (every
+	// backend unreachable, or the client's retry budget spent). The job was
+	// not fetched.
+	ErrorCode_ERROR_CODE_UNAVAILABLE ErrorCode = 11
+	// Set by clients, not by the server: the stream broke after the job was
+	// sent and before its result came back, and the job was not resubmitted
+	// because its method is not idempotent. It may or may not have been
+	// fetched.
+	ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN ErrorCode = 12
 )
 
 // Enum value maps for ErrorCode.
@@ -69,6 +78,8 @@ var (
 		8:  "ERROR_CODE_INTERNAL",
 		9:  "ERROR_CODE_REDIRECT_REFUSED",
 		10: "ERROR_CODE_BAD_RESPONSE",
+		11: "ERROR_CODE_UNAVAILABLE",
+		12: "ERROR_CODE_OUTCOME_UNKNOWN",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":        0,
@@ -82,6 +93,8 @@ var (
 		"ERROR_CODE_INTERNAL":           8,
 		"ERROR_CODE_REDIRECT_REFUSED":   9,
 		"ERROR_CODE_BAD_RESPONSE":       10,
+		"ERROR_CODE_UNAVAILABLE":        11,
+		"ERROR_CODE_OUTCOME_UNKNOWN":    12,
 	}
 )
 
@@ -669,7 +682,7 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\x04jobs\x18\x01 \x03(\v2\x16.fetch.v1.FetchRequestR\x04jobs\x121\n" +
 	"\aoptions\x18\x02 \x01(\v2\x17.fetch.v1.StreamOptionsR\aoptions\"E\n" +
 	"\x12FetchBatchResponse\x12/\n" +
-	"\x06result\x18\x01 \x01(\v2\x17.fetch.v1.FetchResponseR\x06result*\xc3\x02\n" +
+	"\x06result\x18\x01 \x01(\v2\x17.fetch.v1.FetchResponseR\x06result*\xff\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aERROR_CODE_INVALID_REQUEST\x10\x01\x12\x16\n" +
@@ -682,7 +695,9 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\x13ERROR_CODE_INTERNAL\x10\b\x12\x1f\n" +
 	"\x1bERROR_CODE_REDIRECT_REFUSED\x10\t\x12\x1b\n" +
 	"\x17ERROR_CODE_BAD_RESPONSE\x10\n" +
-	"2\x97\x01\n" +
+	"\x12\x1a\n" +
+	"\x16ERROR_CODE_UNAVAILABLE\x10\v\x12\x1e\n" +
+	"\x1aERROR_CODE_OUTCOME_UNKNOWN\x10\f2\x97\x01\n" +
 	"\fFetchService\x12<\n" +
 	"\x05Fetch\x12\x16.fetch.v1.FetchRequest\x1a\x17.fetch.v1.FetchResponse(\x010\x01\x12I\n" +
 	"\n" +
