@@ -171,6 +171,10 @@ func TestDrain(t *testing.T) {
 			if got := status.Code(final); got != tt.wantCode {
 				t.Errorf("stream ended with %v, want %v", final, tt.wantCode)
 			}
+			wantTrailer := tt.wantCode == codes.Unavailable
+			if got := stream.Trailer().Get(TrailerUnstarted); (len(got) == 1 && got[0] == "true") != wantTrailer {
+				t.Errorf("trailer %s = %q, want set: %v", TrailerUnstarted, got, wantTrailer)
+			}
 			if up.Hits() != 2 {
 				t.Errorf("upstream hits = %d, want 2", up.Hits())
 			}

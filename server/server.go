@@ -42,6 +42,13 @@ type Server struct {
 
 var _ fetchv1.FetchServiceServer = (*Server)(nil)
 
+// TrailerUnstarted is the trailer key fetchd sets, with value "true", on a
+// stream that ends because the server is draining: every job of that
+// stream without a result was never started, so a client may resubmit it
+// elsewhere even if its method is not idempotent.
+const TrailerUnstarted = "fetchd-unstarted"
+
+
 // New returns a Server with the given options.
 func New(opts ...Option) *Server {
 	o := defaultOptions
@@ -98,7 +105,7 @@ func (s *Server) Close() {
 
 // Fetch implements fetch.v1.FetchService.Fetch.
 func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fetchv1.FetchResponse]) error {
-	return s.serve(stream.Context(), stream.Recv, stream.Send, nil)
+	return s.serve(stream.Context(), stream.Recv, stream.Send, stream.SetTrailer, nil)
 }
 
 // FetchBatch implements fetch.v1.FetchService.FetchBatch.
@@ -119,7 +126,7 @@ func (s *Server) FetchBatch(req *fetchv1.FetchBatchRequest, stream grpc.ServerSt
 	if opts == nil {
 		opts = &fetchv1.StreamOptions{}
 	}
-	return s.serve(stream.Context(), recv, send, opts)
+	return s.serve(stream.Context(), recv, send, stream.SetTrailer, opts)
 }
 
 // fetch runs one job, turning a panic into the job's internal error.

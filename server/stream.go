@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
@@ -40,9 +41,9 @@ type stream struct {
 }
 
 // serve runs one stream: jobs come from recv until io.EOF, results go to
-// send, and only the calling goroutine calls send. opts, when non-nil, are
+// send, and only the calling goroutine calls send and setTrailer. opts, when non-nil, are
 // the stream options of a batch; otherwise they come from the first job.
-func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, error), send func(*fetchv1.FetchResponse) error, opts *fetchv1.StreamOptions) error {
+func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, error), send func(*fetchv1.FetchResponse) error, setTrailer func(metadata.MD), opts *fetchv1.StreamOptions) error {
 	start := time.Now()
 	callCtx := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -74,6 +75,9 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 		select {
 		case r, ok := <-st.results:
 			if !ok {
+				if drained && !complete {
+					setTrailer(metadata.Pairs(TrailerUnstarted, "true"))
+				}
 				return s.finish(callCtx, start, &sum, recvErr, sendErr, drained && !complete)
 			}
 			if sendErr == nil {
@@ -148,6 +152,11 @@ func (st *stream) end() {
 func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.FetchRequest, error), opts *fetchv1.StreamOptions) error {
 	batch := opts != nil
 	for index := uint64(0); ; index++ {
+		select {
+		case <-st.s.draining:
+			return errDraining
+		default:
+		}
 		// Take a window slot before reading, so that a full window leaves
 		// jobs unread and HTTP/2 flow control pushes back on the caller.
 		select {
