@@ -18,6 +18,7 @@ const (
 	DefaultMaxTimeout             = 5 * time.Minute
 	DefaultMaxRedirects           = 10
 	DefaultMaxResponseHeaderBytes = 64 << 10
+	DefaultUserAgent              = "fetchd"
 )
 
 type options struct {
@@ -30,6 +31,7 @@ type options struct {
 	maxResponseHeaderBytes int64
 	allowCIDRs             []netip.Prefix
 	rootCAs                *x509.CertPool
+	userAgent              string
 	logger                 *slog.Logger
 }
 
@@ -41,6 +43,7 @@ var defaultOptions = options{
 	maxTimeout:             DefaultMaxTimeout,
 	maxRedirects:           DefaultMaxRedirects,
 	maxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
+	userAgent:              DefaultUserAgent,
 }
 
 // Option configures a [Server].
@@ -135,6 +138,16 @@ func WithAllowCIDRs(prefixes ...netip.Prefix) Option {
 // TLS. Default: the system roots.
 func WithUpstreamRootCAs(pool *x509.CertPool) Option {
 	return func(o *options) { o.rootCAs = pool }
+}
+
+// WithUserAgent sets the User-Agent sent with jobs that set none. Empty
+// values are ignored. Default [DefaultUserAgent] ("fetchd").
+func WithUserAgent(ua string) Option {
+	return func(o *options) {
+		if ua != "" {
+			o.userAgent = ua
+		}
+	}
 }
 
 // WithLogger sets the logger for per-stream summaries and worker panics.

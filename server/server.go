@@ -48,7 +48,6 @@ var _ fetchv1.FetchServiceServer = (*Server)(nil)
 // elsewhere even if its method is not idempotent.
 const TrailerUnstarted = "fetchd-unstarted"
 
-
 // New returns a Server with the given options.
 func New(opts ...Option) *Server {
 	o := defaultOptions
@@ -65,6 +64,7 @@ func New(opts ...Option) *Server {
 		MaxRedirects:           redirectsConfig(o.maxRedirects),
 		MaxResponseHeaderBytes: o.maxResponseHeaderBytes,
 		RootCAs:                o.rootCAs,
+		UserAgent:              o.userAgent,
 	})
 	return &Server{
 		opts:     o,

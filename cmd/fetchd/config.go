@@ -25,6 +25,7 @@ type config struct {
 	drainTimeout         time.Duration
 	maxRecvMsgBytes      int
 	maxConcurrentStreams uint
+	userAgent            string
 	logFormat            string
 	logLevel             slog.Level
 }
@@ -73,6 +74,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight jobs may take to finish before the server stops")
 	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 16<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request)")
 	fs.UintVar(&cfg.maxConcurrentStreams, "max-concurrent-streams", 1000, "most concurrent gRPC streams per client connection")
+	fs.StringVar(&cfg.userAgent, "user-agent", server.DefaultUserAgent, "User-Agent sent with jobs that set none")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -141,6 +143,7 @@ func (c *config) serverOptions(logger *slog.Logger) []server.Option {
 		server.WithDefaultTimeout(c.defaultTimeout),
 		server.WithMaxTimeout(c.maxTimeout),
 		server.WithMaxRedirects(c.maxRedirects),
+		server.WithUserAgent(c.userAgent),
 		server.WithLogger(logger),
 	}
 }

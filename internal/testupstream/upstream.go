@@ -22,14 +22,15 @@ type Upstream struct {
 	cancelled atomic.Int64
 	closing   chan struct{}
 
-	mu   sync.Mutex       // guards tags
-	tags map[string]int64 // requests per tag
+	mu     sync.Mutex       // guards tags and agents
+	tags   map[string]int64 // requests per tag
+	agents map[string]int64 // requests per User-Agent
 }
 
 // New starts an upstream on 127.0.0.1 and closes it when tb ends.
 func New(tb testing.TB) *Upstream {
 	tb.Helper()
-	u := &Upstream{closing: make(chan struct{}), tags: map[string]int64{}}
+	u := &Upstream{closing: make(chan struct{}), tags: map[string]int64{}, agents: map[string]int64{}}
 	u.Server = httptest.NewServer(http.HandlerFunc(u.serve))
 	tb.Cleanup(u.Close)
 	return u
@@ -65,6 +66,13 @@ func (u *Upstream) Tag(name string) int64 {
 	return u.tags[name]
 }
 
+// Agent returns the number of requests received with User-Agent ua.
+func (u *Upstream) Agent(ua string) int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.agents[ua]
+}
+
 // ResetPeak sets the peak to the current number of requests in flight.
 func (u *Upstream) ResetPeak() { u.peak.Store(u.inFlight.Load()) }
 
@@ -81,11 +89,12 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	q := r.URL.Query()
+	u.mu.Lock()
 	if tag := q.Get("tag"); tag != "" {
-		u.mu.Lock()
 		u.tags[tag]++
-		u.mu.Unlock()
 	}
+	u.agents[r.UserAgent()]++
+	u.mu.Unlock()
 	var wait <-chan time.Time
 	if d, err := time.ParseDuration(q.Get("delay")); err == nil && d > 0 {
 		t := time.NewTimer(d)
