@@ -1,0 +1,184 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+)
+
+// Job is one fetch job: the fetch.v1 FetchRequest. The client never
+// modifies a Job it is given.
+type Job = fetchv1.FetchRequest
+
+// Result is the result of one job: the fetch.v1 FetchResponse, with Index
+// set to the job's position in the caller's input, from 0.
+type Result = fetchv1.FetchResponse
+
+// Get returns a GET job for url.
+func Get(url string) *Job { return &Job{Url: url} }
+
+// ErrClosed is returned by calls on a closed [Client].
+var ErrClosed = errors.New("client: closed")
+
+// Client sends jobs to one or more fetchd backends. It is safe for
+// concurrent use; each call of [Client.Fetch] or [Client.FetchOrdered] has
+// its own streams.
+type Client struct {
+	opts     options
+	dialOpts []grpc.DialOption
+	static   []string // backend addresses, unless dnsHost is set
+	dnsHost  string   // for a dns:/// target: the name resolved on each call
+	dnsPort  string
+
+	mu     sync.Mutex // guards conns and closed
+	conns  map[string]*grpc.ClientConn
+	closed bool
+}
+
+// New returns a client for target, which names one or more fetchd
+// backends:
+//
+//   - one gRPC target, such as "localhost:50051" or "unix:///run/fetchd.sock";
+//   - a comma-separated list of addresses, "10.0.0.1:50051,10.0.0.2:50051";
+//   - "dns:///name:port", resolved anew at the start of every call, each
+//     address a backend (a Kubernetes headless Service, for example).
+//
+// A call opens one stream per backend and spreads its jobs over them. New
+// does no I/O; connections are made when first used.
+func New(target string, opts ...Option) (*Client, error) {
+	o := defaultOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.creds == nil {
+		o.creds = insecure.NewCredentials()
+	}
+	c := &Client{opts: o, conns: map[string]*grpc.ClientConn{}}
+	c.dialOpts = []grpc.DialOption{
+		grpc.WithTransportCredentials(o.creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvMsgBytes)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Reconnect on the client's own backoff schedule, not gRPC's
+		// default (1s growing to 2m), so a restarted backend is found again
+		// within the retry budget.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: grpcbackoff.Config{
+				BaseDelay:  o.backoffBase,
+				Multiplier: 2,
+				Jitter:     0.2,
+				MaxDelay:   o.backoffMax,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}
+	if o.token != "" {
+		c.dialOpts = append(c.dialOpts, grpc.WithPerRPCCredentials(bearerToken(o.token)))
+	}
+	c.dialOpts = append(c.dialOpts, o.dialOptions...)
+
+	target = strings.TrimSpace(target)
+	switch {
+	case target == "":
+		return nil, errors.New("client: empty target")
+	case strings.HasPrefix(target, "dns:///"):
+		host, port, err := net.SplitHostPort(strings.TrimPrefix(target, "dns:///"))
+		if err != nil {
+			return nil, fmt.Errorf("client: target %q: %w", target, err)
+		}
+		c.dnsHost, c.dnsPort = host, port
+	default:
+		for _, a := range strings.Split(target, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.static = append(c.static, a)
+			}
+		}
+	}
+	for _, a := range c.static {
+		if _, err := c.conn(a); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Close closes every connection. Calls in progress fail.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	var errs []error
+	for a, cc := range c.conns {
+		errs = append(errs, cc.Close())
+		delete(c.conns, a)
+	}
+	return errors.Join(errs...)
+}
+
+// conn returns the connection to addr, creating it on first use.
+func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, c.dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s: %w", addr, err)
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// backend is one fetchd replica.
+type backend struct {
+	addr string
+	svc  fetchv1.FetchServiceClient
+}
+
+// backends returns the backends for a new call.
+func (c *Client) backends(ctx context.Context) ([]backend, error) {
+	addrs := c.static
+	if c.dnsHost != "" {
+		ips, err := net.DefaultResolver.LookupHost(ctx, c.dnsHost)
+		if err != nil {
+			return nil, fmt.Errorf("client: resolve %s: %w", c.dnsHost, err)
+		}
+		addrs = make([]string, len(ips))
+		for i, ip := range ips {
+			addrs[i] = net.JoinHostPort(ip, c.dnsPort)
+		}
+	}
+	bs := make([]backend, 0, len(addrs))
+	for _, a := range addrs {
+		cc, err := c.conn(a)
+		if err != nil {
+			return nil, err
+		}
+		bs = append(bs, backend{addr: a, svc: fetchv1.NewFetchServiceClient(cc)})
+	}
+	return bs, nil
+}
+
+// bearerToken sends a bearer token on every call, over TLS only.
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return true }

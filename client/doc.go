@@ -1,0 +1,58 @@
+// Package client is the Go API for fetchd: it sends fetch jobs to one or
+// more fetchd backends and hands back one result per job.
+//
+//	c, err := client.New("localhost:50051")
+//	...
+//	jobs := slices.Values([]*client.Job{client.Get("https://example.com/")})
+//	for r, err := range c.Fetch(ctx, jobs) {
+//		if err != nil { ... } // the call failed; see below
+//		fmt.Println(r.GetIndex(), r.GetStatusCode(), r.GetError())
+//	}
+//
+// # Input
+//
+// Jobs come from an [iter.Seq], taken lazily: a pipeline can feed millions
+// of URLs without building a slice. [slices.Values] adapts a slice, [Chan] a
+// channel. A [Job] is the fetch.v1 FetchRequest; [Get] builds the common
+// case.
+//
+// # Ordering
+//
+// [Client.Fetch] yields results in completion order, each as soon as it
+// arrives. [Client.FetchOrdered] yields them in input order. Either way
+// Result.Index is the job's position in the input, from 0, and every job
+// taken yields exactly one result, never two.
+//
+// # Backpressure
+//
+// A call holds at most [WithWindow] jobs taken from its input and not yet
+// handed to the caller. When the window is full the client takes no new
+// job: in completion order that happens when the caller reads slowly, in
+// input order also when the head job is slow, since later results wait in
+// the reorder buffer until it arrives. Memory stays bounded either way.
+// fetchd applies its own per-stream window, and HTTP/2 flow control carries
+// its pressure back to the client.
+//
+// # Resubmission
+//
+// If a stream breaks (fetchd restarts, the connection drops, GOAWAY), the
+// client reopens it with exponential backoff ([WithBackoff]) and resubmits
+// the jobs that have no result yet, under their original indexes. Jobs whose
+// method is not idempotent (POST, PATCH) are not resubmitted unless
+// [WithResubmitNonIdempotent] says so: they may already have been fetched, so
+// they get an ERROR_CODE_OUTCOME_UNKNOWN result. Jobs of a stream that fetchd
+// ended by draining were never started and are always resubmitted. A job is
+// sent at most [WithMaxAttempts] times; a backend that fails
+// [WithRetryBudget] times in a row is given up, and when every backend is
+// given up the call yields ERROR_CODE_UNAVAILABLE results for the jobs still
+// open and then [ErrUnavailable].
+//
+// # Many backends
+//
+// The target may name several fetchd replicas: a comma-separated list, or
+// "dns:///name:port" whose addresses are looked up at the start of every
+// call. A call opens one stream per backend and spreads its jobs over them:
+// each stream takes the next job when it is free to send, so faster
+// backends take more. When a backend dies its unanswered jobs move to the
+// others.
+package client

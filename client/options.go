@@ -1,0 +1,170 @@
+package client
+
+import (
+	"crypto/tls"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Defaults of the [Option] values.
+const (
+	DefaultWindow          = 1024
+	DefaultMaxAttempts     = 3
+	DefaultRetryBudget     = 10
+	DefaultBackoffBase     = 100 * time.Millisecond
+	DefaultBackoffMax      = 5 * time.Second
+	DefaultMaxRecvMsgBytes = 16 << 20
+)
+
+type options struct {
+	creds             credentials.TransportCredentials
+	token             string
+	concurrency       uint32
+	timeout           time.Duration
+	maxBodyBytes      uint64
+	window            int
+	maxAttempts       int
+	retryBudget       int
+	backoffBase       time.Duration
+	backoffMax        time.Duration
+	resubmitAnyMethod bool
+	maxRecvMsgBytes   int
+	dialOptions       []grpc.DialOption
+}
+
+var defaultOptions = options{
+	window:          DefaultWindow,
+	maxAttempts:     DefaultMaxAttempts,
+	retryBudget:     DefaultRetryBudget,
+	backoffBase:     DefaultBackoffBase,
+	backoffMax:      DefaultBackoffMax,
+	maxRecvMsgBytes: DefaultMaxRecvMsgBytes,
+}
+
+// Option configures a [Client].
+type Option func(*options)
+
+// WithInsecure connects without TLS, as to a fetchd on loopback. This is the
+// default when neither [WithTLS] nor [WithTransportCredentials] is given.
+func WithInsecure() Option {
+	return func(o *options) { o.creds = insecure.NewCredentials() }
+}
+
+// WithTLS connects over TLS with cfg; a nil cfg uses the system roots.
+// Default: no TLS.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) { o.creds = credentials.NewTLS(cfg) }
+}
+
+// WithTransportCredentials connects with creds, for example mTLS
+// credentials. Default: no TLS.
+func WithTransportCredentials(creds credentials.TransportCredentials) Option {
+	return func(o *options) { o.creds = creds }
+}
+
+// WithBearerToken sends "authorization: Bearer token" on every call. The
+// token is only sent over TLS. Default: none.
+func WithBearerToken(token string) Option {
+	return func(o *options) { o.token = token }
+}
+
+// WithConcurrency asks fetchd to fetch at most n jobs of each stream at
+// once; it can only lower the server's limit. Default 0: the server's.
+func WithConcurrency(n uint32) Option {
+	return func(o *options) { o.concurrency = n }
+}
+
+// WithTimeout sets the timeout of jobs that set none, below the server's
+// maximum. Default 0: the server's default.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) { o.timeout = d }
+}
+
+// WithMaxBodyBytes asks fetchd to return at most n body bytes per result;
+// it can only lower the server's cap. Default 0: the server's cap.
+func WithMaxBodyBytes(n uint64) Option {
+	return func(o *options) { o.maxBodyBytes = n }
+}
+
+// WithWindow sets the most jobs a call has taken from its input and not yet
+// handed to the caller, across all backends. It bounds the client's memory,
+// and in input order the reorder buffer: when the head job is slow and the
+// window is full, no new job is sent until it arrives. Values below 1 are
+// ignored. Default [DefaultWindow] (1024).
+func WithWindow(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.window = n
+		}
+	}
+}
+
+// WithMaxAttempts sets how many times one job may be sent in all, first
+// try included, when streams break before its result arrives. A job that
+// runs out gets an ERROR_CODE_UNAVAILABLE result. Values below 1 are
+// ignored. Default [DefaultMaxAttempts] (3).
+func WithMaxAttempts(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxAttempts = n
+		}
+	}
+}
+
+// WithRetryBudget sets how many times in a row a call may fail to get a
+// working stream from one backend (connect failures, and streams that break
+// before any result) before it gives that backend up. When every backend is
+// given up the call ends with an error. Values below 1 are ignored. Default
+// [DefaultRetryBudget] (10): with the default backoff, about half a
+// minute of a backend being unreachable.
+func WithRetryBudget(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.retryBudget = n
+		}
+	}
+}
+
+// WithBackoff sets the exponential backoff, with jitter, between attempts to
+// reopen a broken stream. Default [DefaultBackoffBase] (100ms) doubling up
+// to [DefaultBackoffMax] (5s).
+func WithBackoff(base, max time.Duration) Option {
+	return func(o *options) {
+		if base > 0 {
+			o.backoffBase = base
+		}
+		if max >= o.backoffBase {
+			o.backoffMax = max
+		}
+	}
+}
+
+// WithResubmitNonIdempotent lets the client resubmit jobs whose method is
+// not idempotent (POST, PATCH) after a stream broke with their outcome
+// unknown; they may then be fetched twice. Without it they get an
+// ERROR_CODE_OUTCOME_UNKNOWN result instead. Jobs of a stream that fetchd
+// ended by draining were never started and are always resubmitted. Default
+// false.
+func WithResubmitNonIdempotent(ok bool) Option {
+	return func(o *options) { o.resubmitAnyMethod = ok }
+}
+
+// WithMaxRecvMsgBytes sets the largest result message accepted; keep it
+// above fetchd's -max-body-bytes plus 64 KiB of headers. Default
+// [DefaultMaxRecvMsgBytes] (16 MiB).
+func WithMaxRecvMsgBytes(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxRecvMsgBytes = n
+		}
+	}
+}
+
+// WithDialOptions adds gRPC dial options, applied after the client's own.
+// Default: none.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
+}
