@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -19,14 +20,17 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var loopback = netip.MustParsePrefix("127.0.0.0/8")
+var (
+	loopback = netip.MustParsePrefix("127.0.0.0/8")
+	quiet    = slog.New(slog.DiscardHandler)
+)
 
 // startServer serves a Server with opts on a real TCP listener on loopback
 // and returns a client connected to it. Loopback is allowed unless opts
 // say otherwise later. Everything is stopped when tb ends.
 func startServer(tb testing.TB, opts ...Option) (fetchv1.FetchServiceClient, *Server) {
 	tb.Helper()
-	s := New(append([]Option{WithAllowCIDRs(loopback)}, opts...)...)
+	s := New(append([]Option{WithAllowCIDRs(loopback), WithLogger(quiet)}, opts...)...)
 	return serveOn(tb, s), s
 }
 
