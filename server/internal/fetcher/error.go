@@ -78,7 +78,8 @@ func classify(ctx context.Context, err error) fetchv1.ErrorCode {
 	}
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "tls:"), strings.Contains(msg, "x509:"):
+	case strings.Contains(msg, "tls:"), strings.Contains(msg, "x509:"),
+		strings.Contains(msg, "server gave HTTP response to HTTPS client"):
 		return fetchv1.ErrorCode_ERROR_CODE_TLS_FAILURE
 	case strings.Contains(msg, "malformed"), strings.Contains(msg, "exceeded"),
 		strings.Contains(msg, "invalid"), strings.Contains(msg, "protocol error"):

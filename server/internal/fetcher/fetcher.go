@@ -109,7 +109,8 @@ func (f *Fetcher) Close() { f.transport.CloseIdleConnections() }
 // errJobTimeout is the cause of a job context whose timeout expired.
 var errJobTimeout = errors.New("job timeout expired")
 
-// Fetch performs job and fills the result fields of resp: status, headers,
+// Fetch performs job, which it may modify (it sets a default User-Agent),
+// and fills the result fields of resp: status, headers,
 // body, truncated, final URL, duration and, when no complete response was
 // obtained, error. It returns when the body has been read or the job
 // failed; ctx cancels it.
@@ -176,8 +177,9 @@ func readCapped(r io.Reader, contentLength, max int64) ([]byte, bool, error) {
 	}
 	size := int64(512)
 	if contentLength >= 0 {
+		// Trust the upstream's Content-Length only up to 64 KiB: it may lie.
 		// +1 so that the read that meets EOF needs no growth.
-		size = min(contentLength, limit) + 1
+		size = min(contentLength, limit, 64<<10) + 1
 	}
 	buf := make([]byte, 0, size)
 	lr := io.LimitReader(r, limit+1)
