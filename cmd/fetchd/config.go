@@ -78,7 +78,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: fetchd [flags]\n\nfetchd serves fetch.v1.FetchService over gRPC: it fetches URLs for its callers.\nEvery flag may also be set by the environment variable shown; a flag on the\ncommand line wins (for -allow-cidr, both add up).\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: fetchd [flags]\n\nfetchd serves fetch.v1.FetchService over gRPC: it fetches URLs for its callers.\nEvery flag may also be set by the environment variable shown; a flag on the\ncommand line wins over its variable (for -allow-cidr, both add up).\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			name, usage := flag.UnquoteUsage(f)
 			fmt.Fprintf(fs.Output(), "  -%s %s\n    \t%s (env %s", f.Name, name, usage, envName(f.Name))
@@ -88,8 +88,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			fmt.Fprintln(fs.Output(), ")")
 		})
 	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	// Environment fallbacks for the flags not on the command line (list
+	// flags take both).
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
+		_, isList := f.Value.(cidrList)
+		if onCommandLine[f.Name] && !isList {
+			return
+		}
 		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
@@ -98,9 +109,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	})
 	if envErr != nil {
 		return nil, envErr
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -120,6 +128,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-max-redirects %d: must not be negative", cfg.maxRedirects)
 	case cfg.drainTimeout < 0:
 		return nil, fmt.Errorf("-drain-timeout %v: must not be negative", cfg.drainTimeout)
+	case cfg.maxRecvMsgBytes < 1:
+		return nil, fmt.Errorf("-max-recv-msg-bytes %d: must be at least 1", cfg.maxRecvMsgBytes)
+	case cfg.maxConcurrentStreams < 1:
+		return nil, fmt.Errorf("-max-concurrent-streams %d: must be at least 1", cfg.maxConcurrentStreams)
 	case cfg.logFormat != "text" && cfg.logFormat != "json":
 		return nil, fmt.Errorf("-log-format %q: must be text or json", cfg.logFormat)
 	}

@@ -115,6 +115,11 @@ func ValidateURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("parse url: %w", err)
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
+	if strings.Contains(u.RawQuery, " ") {
+		// net/http sends the query as given: a raw space would let the
+		// caller rewrite the request line ("?a HTTP/1.0 x").
+		u.RawQuery = strings.ReplaceAll(u.RawQuery, " ", "%20")
+	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("url scheme %q is not http or https", u.Scheme)
 	}
