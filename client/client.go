@@ -62,6 +62,9 @@ func New(target string, opts ...Option) (*Client, error) {
 		opt(&o)
 	}
 	if o.creds == nil {
+		if o.token != "" {
+			return nil, errors.New("client: WithBearerToken needs WithTLS or WithTransportCredentials (or an explicit WithInsecure)")
+		}
 		o.creds = insecure.NewCredentials()
 	}
 	c := &Client{opts: o, conns: map[string]*grpc.ClientConn{}}
@@ -83,7 +86,7 @@ func New(target string, opts ...Option) (*Client, error) {
 		}),
 	}
 	if o.token != "" {
-		c.dialOpts = append(c.dialOpts, grpc.WithPerRPCCredentials(bearerToken(o.token)))
+		c.dialOpts = append(c.dialOpts, grpc.WithPerRPCCredentials(bearerToken{token: o.token, requireTLS: !o.insecure}))
 	}
 	c.dialOpts = append(c.dialOpts, o.dialOptions...)
 
@@ -174,11 +177,15 @@ func (c *Client) backends(ctx context.Context) ([]backend, error) {
 	return bs, nil
 }
 
-// bearerToken sends a bearer token on every call, over TLS only.
-type bearerToken string
-
-func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+// bearerToken sends a bearer token on every call, over TLS unless the
+// caller chose WithInsecure.
+type bearerToken struct {
+	token      string
+	requireTLS bool
 }
 
-func (bearerToken) RequireTransportSecurity() bool { return true }
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + t.token}, nil
+}
+
+func (t bearerToken) RequireTransportSecurity() bool { return t.requireTLS }

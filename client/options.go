@@ -21,6 +21,7 @@ const (
 
 type options struct {
 	creds             credentials.TransportCredentials
+	insecure          bool // creds chosen by WithInsecure
 	token             string
 	concurrency       uint32
 	timeout           time.Duration
@@ -50,23 +51,25 @@ type Option func(*options)
 // WithInsecure connects without TLS, as to a fetchd on loopback. This is the
 // default when neither [WithTLS] nor [WithTransportCredentials] is given.
 func WithInsecure() Option {
-	return func(o *options) { o.creds = insecure.NewCredentials() }
+	return func(o *options) { o.creds, o.insecure = insecure.NewCredentials(), true }
 }
 
 // WithTLS connects over TLS with cfg; a nil cfg uses the system roots.
 // Default: no TLS.
 func WithTLS(cfg *tls.Config) Option {
-	return func(o *options) { o.creds = credentials.NewTLS(cfg) }
+	return func(o *options) { o.creds, o.insecure = credentials.NewTLS(cfg), false }
 }
 
 // WithTransportCredentials connects with creds, for example mTLS
 // credentials. Default: no TLS.
 func WithTransportCredentials(creds credentials.TransportCredentials) Option {
-	return func(o *options) { o.creds = creds }
+	return func(o *options) { o.creds, o.insecure = creds, false }
 }
 
-// WithBearerToken sends "authorization: Bearer token" on every call. The
-// token is only sent over TLS. Default: none.
+// WithBearerToken sends "authorization: Bearer token" on every call. It
+// needs TLS ([WithTLS], [WithTransportCredentials]); to send it in
+// plaintext, as to a fetchd on loopback, say [WithInsecure] explicitly.
+// Default: none.
 func WithBearerToken(token string) Option {
 	return func(o *options) { o.token = token }
 }

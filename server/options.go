@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fetchd/fetchd/server/internal/egress"
 )
 
@@ -33,6 +36,8 @@ type options struct {
 	rootCAs                *x509.CertPool
 	userAgent              string
 	logger                 *slog.Logger
+	registerer             prometheus.Registerer
+	tracerProvider         trace.TracerProvider
 }
 
 var defaultOptions = options{
@@ -148,6 +153,22 @@ func WithUserAgent(ua string) Option {
 			o.userAgent = ua
 		}
 	}
+}
+
+// WithMetrics registers the server's fetch metrics with reg: jobs by
+// outcome (fetchd_jobs_total{code}), fetch durations, fetches in flight,
+// time waiting for a pool slot, bytes fetched, egress blocks and streams in
+// flight. [New] panics, as [prometheus.Registerer.MustRegister] does, if
+// they are registered already. Default: not exported.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(o *options) { o.registerer = reg }
+}
+
+// WithTracerProvider traces every upstream request as an HTTP client span,
+// a child of the gRPC call's span when the call carries one, and propagates
+// the trace context to the upstream (W3C traceparent). Default: no tracing.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
 }
 
 // WithLogger sets the logger for per-stream summaries and worker panics.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
@@ -27,6 +28,7 @@ type Server struct {
 	pool    *semaphore.Weighted // the global worker pool; FIFO
 	fetcher *fetcher.Fetcher
 	log     *slog.Logger
+	metrics *metrics
 
 	drainOnce sync.Once
 	draining  chan struct{} // closed by Drain
@@ -65,12 +67,18 @@ func New(opts ...Option) *Server {
 		MaxResponseHeaderBytes: o.maxResponseHeaderBytes,
 		RootCAs:                o.rootCAs,
 		UserAgent:              o.userAgent,
+		TracerProvider:         o.tracerProvider,
 	})
+	m := newMetrics()
+	if o.registerer != nil {
+		o.registerer.MustRegister(m.collectors()...)
+	}
 	return &Server{
 		opts:     o,
 		pool:     semaphore.NewWeighted(int64(o.concurrency)),
 		fetcher:  f,
 		log:      o.logger,
+		metrics:  m,
 		draining: make(chan struct{}),
 	}
 }
@@ -131,6 +139,12 @@ func (s *Server) FetchBatch(req *fetchv1.FetchBatchRequest, stream grpc.ServerSt
 
 // fetch runs one job, turning a panic into the job's internal error.
 func (s *Server) fetch(ctx context.Context, job *fetcher.Job, resp *fetchv1.FetchResponse) {
+	s.metrics.inFlight.Inc()
+	start := time.Now()
+	defer func() {
+		s.metrics.inFlight.Dec()
+		s.metrics.fetched(time.Since(start), resp.GetError() != nil)
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.ErrorContext(ctx, "panic in fetch worker", "url", resp.GetUrl(), "panic", r, "stack", string(debug.Stack()))

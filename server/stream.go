@@ -45,6 +45,8 @@ type stream struct {
 // the stream options of a batch; otherwise they come from the first job.
 func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, error), send func(*fetchv1.FetchResponse) error, setTrailer func(metadata.MD), opts *fetchv1.StreamOptions) error {
 	start := time.Now()
+	s.metrics.streams.Inc()
+	defer s.metrics.streams.Dec()
 	callCtx := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -80,6 +82,7 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 				}
 				return s.finish(callCtx, start, &sum, recvErr, sendErr, drained && !complete)
 			}
+			s.metrics.result(r)
 			if sendErr == nil {
 				if err := send(r); err != nil {
 					sendErr = err
@@ -233,6 +236,7 @@ func (st *stream) validate(req *fetchv1.FetchRequest, index uint64, batch bool) 
 
 // acquire takes a slot of this stream's limit, then one of the global pool.
 func (st *stream) acquire(ctx context.Context) error {
+	start := time.Now()
 	if err := st.slots.Acquire(ctx, 1); err != nil {
 		return err
 	}
@@ -240,6 +244,7 @@ func (st *stream) acquire(ctx context.Context) error {
 		st.slots.Release(1)
 		return err
 	}
+	st.s.metrics.poolWait.Observe(time.Since(start).Seconds())
 	return nil
 }
 

@@ -26,6 +26,14 @@ type config struct {
 	maxRecvMsgBytes      int
 	maxConcurrentStreams uint
 	userAgent            string
+	metricsListen        string
+	tlsCert              string
+	tlsKey               string
+	tlsClientCA          string
+	authTokenFile        string
+	rateLimit            float64
+	rateBurst            int
+	maxConnections       int
 	logFormat            string
 	logLevel             slog.Level
 }
@@ -75,6 +83,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 16<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request)")
 	fs.UintVar(&cfg.maxConcurrentStreams, "max-concurrent-streams", 1000, "most concurrent gRPC streams per client connection")
 	fs.StringVar(&cfg.userAgent, "user-agent", server.DefaultUserAgent, "User-Agent sent with jobs that set none")
+	fs.StringVar(&cfg.metricsListen, "metrics-listen", "", "`address` to serve Prometheus metrics on, at /metrics (empty: off)")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "serve gRPC over TLS with this certificate `file` (PEM; needs -tls-key)")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "private key `file` for -tls-cert (PEM)")
+	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "require client certificates signed by a CA in this `file` (PEM): mutual TLS")
+	fs.StringVar(&cfg.authTokenFile, "auth-token-file", "", "require \"authorization: Bearer TOKEN\" with a token from this `file` (one per line; health stays open)")
+	fs.Float64Var(&cfg.rateLimit, "rate-limit", 0, "most calls (streams) per second per caller: its token identity, else its IP (0: no limit)")
+	fs.IntVar(&cfg.rateBurst, "rate-burst", 20, "calls a caller may make at once above -rate-limit")
+	fs.IntVar(&cfg.maxConnections, "max-connections", 1024, "most client connections open at once; more wait to be accepted (0: no limit)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -132,6 +148,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-max-recv-msg-bytes %d: must be at least 1", cfg.maxRecvMsgBytes)
 	case cfg.maxConcurrentStreams < 1:
 		return nil, fmt.Errorf("-max-concurrent-streams %d: must be at least 1", cfg.maxConcurrentStreams)
+	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):
+		return nil, fmt.Errorf("-tls-cert and -tls-key go together")
+	case cfg.tlsClientCA != "" && cfg.tlsCert == "":
+		return nil, fmt.Errorf("-tls-client-ca needs -tls-cert and -tls-key")
+	case cfg.rateLimit < 0 || cfg.rateBurst < 1:
+		return nil, fmt.Errorf("-rate-limit must not be negative and -rate-burst must be at least 1")
+	case cfg.maxConnections < 0:
+		return nil, fmt.Errorf("-max-connections %d: must not be negative", cfg.maxConnections)
 	case cfg.logFormat != "text" && cfg.logFormat != "json":
 		return nil, fmt.Errorf("-log-format %q: must be text or json", cfg.logFormat)
 	}

@@ -7,13 +7,11 @@ import (
 	"net"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
@@ -23,49 +21,61 @@ import (
 // serve listens, serves until ctx is done, then drains: health turns
 // NOT_SERVING, streams stop taking jobs and finish the ones they started,
 // and after cfg.drainTimeout whatever is left is cut off.
-func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg *config, getenv func(string) string, logger *slog.Logger) error {
+	reg, srvMetrics := newRegistry()
+	sopts := append(cfg.serverOptions(logger), server.WithMetrics(reg))
+	var tp trace.TracerProvider // nil: no tracing
+	if tracingEnabled(getenv) {
+		sdkTP, err := newTracerProvider(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			sdkTP.Shutdown(sctx)
+		}()
+		tp = sdkTP
+		sopts = append(sopts, server.WithTracerProvider(tp))
+		logger.Info("tracing on", "exporter", getenv("OTEL_TRACES_EXPORTER"))
+	}
+	grpcOpts, err := grpcServerOptions(cfg, logger, srvMetrics, tp)
+	if err != nil {
+		return err
+	}
+
 	lis, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	fs := server.New(cfg.serverOptions(logger)...)
+	if cfg.maxConnections > 0 {
+		lis = netutil.LimitListener(lis, cfg.maxConnections)
+	}
+	if cfg.metricsListen != "" {
+		stop, err := serveMetrics(ctx, cfg.metricsListen, reg, logger)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		defer stop()
+	}
+	fs := server.New(sopts...)
 	defer fs.Close()
 
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithLevels(codeToLevel),
-	}
-	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(
-			logging.UnaryServerInterceptor(interceptorLogger(logger), logOpts...),
-			recovery.UnaryServerInterceptor(),
-		),
-		grpc.ChainStreamInterceptor(
-			logging.StreamServerInterceptor(interceptorLogger(logger), logOpts...),
-			recovery.StreamServerInterceptor(),
-		),
-		grpc.MaxRecvMsgSize(cfg.maxRecvMsgBytes),
-		grpc.MaxConcurrentStreams(uint32(min(cfg.maxConcurrentStreams, 1<<31))),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             10 * time.Second,
-			PermitWithoutStream: true,
-		}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{
-			Time:    2 * time.Minute,
-			Timeout: 20 * time.Second,
-		}),
-	)
+	gs := grpc.NewServer(grpcOpts...)
 	fs.Register(gs)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(fetchv1.FetchService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
+	srvMetrics.InitializeMetrics(gs)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
-	logger.Info("fetchd listening", "addr", lis.Addr().String(),
-		"concurrency", cfg.concurrency, "allow_cidr", cidrList{&cfg.allowCIDRs}.String())
+	logger.Info("fetchd listening", "addr", lis.Addr().String(), "concurrency", cfg.concurrency,
+		"tls", cfg.tlsCert != "", "mtls", cfg.tlsClientCA != "", "auth", cfg.authTokenFile != "",
+		"allow_cidr", cidrList{&cfg.allowCIDRs}.String())
 
 	select {
 	case err := <-serveErr:
@@ -93,21 +103,4 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	}
 	<-serveErr // Serve returns nil after GracefulStop or Stop
 	return nil
-}
-
-// codeToLevel logs ordinary call endings at debug level, since the fetch
-// service logs its own line per stream.
-func codeToLevel(c codes.Code) logging.Level {
-	switch c {
-	case codes.OK, codes.Canceled, codes.Unavailable:
-		return logging.LevelDebug
-	}
-	return logging.DefaultServerCodeToLevel(c)
-}
-
-// interceptorLogger adapts slog to go-grpc-middleware's logging.Logger.
-func interceptorLogger(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
 }

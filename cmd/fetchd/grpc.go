@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/ratelimit"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/fetchd/fetchd/internal/callerlimit"
+	"github.com/fetchd/fetchd/internal/tokenauth"
+)
+
+// grpcServerOptions assembles the gRPC server's options from cfg: TLS,
+// limits, keepalive, tracing, and the interceptor chain: metrics, logging,
+// auth (all but health), rate limit, and recovery last.
+func grpcServerOptions(cfg *config, logger *slog.Logger, srvMetrics *grpcprom.ServerMetrics, tp trace.TracerProvider) ([]grpc.ServerOption, error) {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.maxRecvMsgBytes),
+		grpc.MaxConcurrentStreams(uint32(min(cfg.maxConcurrentStreams, 1<<31))),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    2 * time.Minute,
+			Timeout: 20 * time.Second,
+		}),
+	}
+	if cfg.tlsCert != "" {
+		tc, err := serverTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	if tp != nil {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(tp),
+			otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
+		)))
+	}
+
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(codeToLevel),
+	}
+	unary := []grpc.UnaryServerInterceptor{
+		srvMetrics.UnaryServerInterceptor(),
+		logging.UnaryServerInterceptor(interceptorLogger(logger), logOpts...),
+	}
+	stream := []grpc.StreamServerInterceptor{
+		srvMetrics.StreamServerInterceptor(),
+		logging.StreamServerInterceptor(interceptorLogger(logger), logOpts...),
+	}
+	if cfg.authTokenFile != "" {
+		tokens, err := tokenauth.Load(cfg.authTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.tlsCert == "" {
+			logger.Warn("bearer tokens are required but travel in plaintext: serve with -tls-cert and -tls-key")
+		}
+		af := tokens.AuthFunc()
+		unary = append(unary, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(af), needsAuth))
+		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(af), needsAuth))
+	}
+	if cfg.rateLimit > 0 {
+		l := callerlimit.New(cfg.rateLimit, cfg.rateBurst)
+		unary = append(unary, ratelimit.UnaryServerInterceptor(l))
+		stream = append(stream, ratelimit.StreamServerInterceptor(l))
+	}
+	unary = append(unary, recovery.UnaryServerInterceptor())
+	stream = append(stream, recovery.StreamServerInterceptor())
+	return append(opts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)), nil
+}
+
+// needsAuth exempts grpc.health.v1 from authentication, so that load
+// balancers and Kubernetes probes need no token. Reflection and the fetch
+// service need one.
+var needsAuth = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+	return c.Service != healthpb.Health_ServiceDesc.ServiceName
+})
+
+// serverTLS loads the server certificate and, for mutual TLS, the client
+// CA.
+func serverTLS(cfg *config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("load -tls-cert/-tls-key: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.tlsClientCA != "" {
+		pem, err := os.ReadFile(cfg.tlsClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("read -tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-tls-client-ca %s: no PEM certificate found", cfg.tlsClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// codeToLevel logs ordinary call endings at debug level, since the fetch
+// service logs its own line per stream.
+func codeToLevel(c codes.Code) logging.Level {
+	switch c {
+	case codes.OK, codes.Canceled, codes.Unavailable:
+		return logging.LevelDebug
+	}
+	return logging.DefaultServerCodeToLevel(c)
+}
+
+// interceptorLogger adapts slog to go-grpc-middleware's logging.Logger.
+func interceptorLogger(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
