@@ -13,6 +13,9 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
@@ -43,6 +46,10 @@ type Config struct {
 	UserAgent string
 	// Resolver resolves host names. Default: net.DefaultResolver.
 	Resolver *net.Resolver
+	// TracerProvider, when set, traces each request as an HTTP client span
+	// and propagates the trace context (W3C traceparent and baggage) to
+	// the upstream. Default: no tracing, no extra cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Fetcher performs jobs over one shared HTTP transport. It is safe for
@@ -99,7 +106,13 @@ func New(cfg Config) *Fetcher {
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
 	}
 	f := &Fetcher{transport: tr, maxRedirects: cfg.MaxRedirects, userAgent: cfg.UserAgent}
-	f.client = &http.Client{Transport: tr, CheckRedirect: f.checkRedirect}
+	var rt http.RoundTripper = tr
+	if cfg.TracerProvider != nil {
+		rt = otelhttp.NewTransport(tr,
+			otelhttp.WithTracerProvider(cfg.TracerProvider),
+			otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
+	}
+	f.client = &http.Client{Transport: rt, CheckRedirect: f.checkRedirect}
 	return f
 }
 
