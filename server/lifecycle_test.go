@@ -61,7 +61,7 @@ func TestCancelReachesUpstream(t *testing.T) {
 func TestSlowReader(t *testing.T) {
 	up := testupstream.New(t)
 	const window = 16
-	c, _ := startServer(t, WithConcurrency(4), WithStreamWindow(window))
+	c, _ := startServer(t, WithConcurrency(4), WithStreamWindow(window), WithStreamQueue(window))
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	stream, err := c.Fetch(ctx)

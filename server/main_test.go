@@ -30,7 +30,9 @@ var (
 // say otherwise later. Everything is stopped when tb ends.
 func startServer(tb testing.TB, opts ...Option) (fetchv1.FetchServiceClient, *Server) {
 	tb.Helper()
-	s := New(append([]Option{WithAllowCIDRs(loopback), WithLogger(quiet)}, opts...)...)
+	// Most tests send identical jobs and count upstream requests: dedup
+	// off unless a test turns it on.
+	s := New(append([]Option{WithAllowCIDRs(loopback), WithLogger(quiet), WithDedup(false)}, opts...)...)
 	return serveOn(tb, s), s
 }
 

@@ -22,6 +22,13 @@ const (
 	DefaultMaxRedirects           = 10
 	DefaultMaxResponseHeaderBytes = 64 << 10
 	DefaultUserAgent              = "fetchd"
+	DefaultStreamQueue            = 8192
+	DefaultHostConcurrency        = 16
+	DefaultRetryAttempts          = 3
+	DefaultMaxRetryAttempts       = 10
+	DefaultRetryBackoff           = 250 * time.Millisecond
+	DefaultMaxRetryBackoff        = 10 * time.Second
+	DefaultMaxRetryAfter          = 30 * time.Second
 )
 
 type options struct {
@@ -38,6 +45,15 @@ type options struct {
 	logger                 *slog.Logger
 	registerer             prometheus.Registerer
 	tracerProvider         trace.TracerProvider
+	streamQueue            int
+	hostConcurrency        int
+	hostRate               float64
+	dedup                  bool
+	retryAttempts          int
+	maxRetryAttempts       int
+	retryBackoff           time.Duration
+	maxRetryBackoff        time.Duration
+	maxRetryAfter          time.Duration
 }
 
 var defaultOptions = options{
@@ -49,6 +65,14 @@ var defaultOptions = options{
 	maxRedirects:           DefaultMaxRedirects,
 	maxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
 	userAgent:              DefaultUserAgent,
+	streamQueue:            DefaultStreamQueue,
+	hostConcurrency:        DefaultHostConcurrency,
+	dedup:                  true,
+	retryAttempts:          DefaultRetryAttempts,
+	maxRetryAttempts:       DefaultMaxRetryAttempts,
+	retryBackoff:           DefaultRetryBackoff,
+	maxRetryBackoff:        DefaultMaxRetryBackoff,
+	maxRetryAfter:          DefaultMaxRetryAfter,
 }
 
 // Option configures a [Server].
@@ -73,6 +97,87 @@ func WithStreamWindow(n int) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.streamWindow = n
+		}
+	}
+}
+
+// WithStreamQueue sets how many jobs one stream may have read and not yet
+// started: jobs waiting for a busy or rate-limited host. They are cheap
+// (no goroutine, no result yet); a full queue stops the stream from reading
+// more. Values below 1 are ignored. Default [DefaultStreamQueue] (8192).
+func WithStreamQueue(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.streamQueue = n
+		}
+	}
+}
+
+// WithHostConcurrency caps the fetches in flight to one host (by URL host
+// name), across all streams; 0 means no cap. A stream may ask for a lower
+// cap for itself. Negative values are ignored. Default
+// [DefaultHostConcurrency] (16).
+func WithHostConcurrency(n int) Option {
+	return func(o *options) {
+		if n >= 0 {
+			o.hostConcurrency = n
+		}
+	}
+}
+
+// WithHostRate limits the requests per second sent to one host, across all
+// streams (a token bucket with a burst of one second's worth); 0 means no
+// limit. A job waiting for a token holds no pool slot. Default 0.
+func WithHostRate(perSecond float64) Option {
+	return func(o *options) {
+		if perSecond >= 0 {
+			o.hostRate = perSecond
+		}
+	}
+}
+
+// WithDedup makes identical GET and HEAD jobs in flight at the same time
+// (same URL, headers and body cap) share one fetch; each still gets its own
+// result. A stream may turn it off for itself. Default true.
+func WithDedup(on bool) Option {
+	return func(o *options) { o.dedup = on }
+}
+
+// WithRetryAttempts sets the attempts per job, the first included, of jobs
+// that ask for no retry policy (1: no retries), and the most any job may
+// ask for. Values below 1 are ignored. Defaults [DefaultRetryAttempts] (3)
+// and [DefaultMaxRetryAttempts] (10).
+func WithRetryAttempts(def, max int) Option {
+	return func(o *options) {
+		if max >= 1 {
+			o.maxRetryAttempts = max
+		}
+		if def >= 1 {
+			o.retryAttempts = min(def, o.maxRetryAttempts)
+		}
+	}
+}
+
+// WithRetryBackoff sets the backoff between attempts: base doubling up to
+// max, with jitter. Default [DefaultRetryBackoff] (250ms) to
+// [DefaultMaxRetryBackoff] (10s).
+func WithRetryBackoff(base, max time.Duration) Option {
+	return func(o *options) {
+		if base > 0 {
+			o.retryBackoff = base
+		}
+		if max >= o.retryBackoff {
+			o.maxRetryBackoff = max
+		}
+	}
+}
+
+// WithMaxRetryAfter caps the Retry-After an upstream may ask for; a longer
+// one is waited only this long. Default [DefaultMaxRetryAfter] (30s).
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.maxRetryAfter = d
 		}
 	}
 }

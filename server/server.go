@@ -16,6 +16,8 @@ import (
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/egress"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
+	"github.com/fetchd/fetchd/server/internal/hosts"
+	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
 // Server implements [fetchv1.FetchServiceServer]. Create it with [New],
@@ -29,6 +31,8 @@ type Server struct {
 	fetcher *fetcher.Fetcher
 	log     *slog.Logger
 	metrics *metrics
+	hosts   *hosts.Registry // per-host caps, rates and pauses, shared by all streams
+	flights flights         // identical jobs in flight, for dedup
 
 	drainOnce sync.Once
 	draining  chan struct{} // closed by Drain
@@ -79,6 +83,7 @@ func New(opts ...Option) *Server {
 		fetcher:  f,
 		log:      o.logger,
 		metrics:  m,
+		hosts:    hosts.NewRegistry(o.hostConcurrency, o.hostRate),
 		draining: make(chan struct{}),
 	}
 }
@@ -160,6 +165,28 @@ func (s *Server) fetch(ctx context.Context, job *fetcher.Job, resp *fetchv1.Fetc
 		return
 	}
 	s.fetcher.Fetch(ctx, job, resp)
+}
+
+// retryPolicy returns the policy asked for by rp on top of parent (the
+// stream's), or else the server's default, within the server's maximum.
+func (s *Server) retryPolicy(rp *fetchv1.RetryPolicy, parent *retry.Policy) retry.Policy {
+	p := retry.Policy{
+		MaxAttempts:   s.opts.retryAttempts,
+		Base:          s.opts.retryBackoff,
+		Max:           s.opts.maxRetryBackoff,
+		MaxRetryAfter: s.opts.maxRetryAfter,
+	}
+	if parent != nil {
+		p = *parent
+	}
+	if rp == nil {
+		return p
+	}
+	if n := int(rp.GetMaxAttempts()); n > 0 {
+		p.MaxAttempts = min(n, s.opts.maxRetryAttempts)
+	}
+	p.AnyMethod = rp.GetRetryNonIdempotent()
+	return p
 }
 
 var (

@@ -245,7 +245,7 @@ func TestFetchBatch(t *testing.T) {
 
 func TestWorkerPanic(t *testing.T) {
 	up := testupstream.New(t)
-	s := New(WithAllowCIDRs(loopback), WithLogger(quiet))
+	s := New(WithAllowCIDRs(loopback), WithLogger(quiet), WithDedup(false))
 	s.testHookFetch = func(ctx context.Context, j *fetcher.Job, resp *fetchv1.FetchResponse) {
 		if strings.Contains(j.URL.RawQuery, "panic") {
 			panic("boom")

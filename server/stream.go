@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -14,6 +16,7 @@ import (
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
+	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
 // stream is the state of one Fetch or FetchBatch call.
@@ -27,17 +30,31 @@ type stream struct {
 	// whole window, so a worker never blocks on it.
 	results chan *fetchv1.FetchResponse
 
+	// queue holds one token per job read and not yet started; its
+	// capacity is the stream queue.
+	queue chan struct{}
+	// gate lets one of the stream's lanes at a time wait at the global
+	// pool, so that streams take turns there whatever their number of
+	// lanes.
+	gate chan struct{}
+
 	// Set by the receiver from the stream options before its first job
-	// starts; read only by the receiver after that.
-	lim   fetcher.Limits
-	slots *semaphore.Weighted // this stream's concurrency
+	// starts; read-only after that.
+	lim      fetcher.Limits
+	slots    *semaphore.Weighted // this stream's concurrency
+	hostCap  int                 // this stream's per-host cap; 0: the server's only
+	hostRate float64             // this stream's per-host rate; 0: none
+	retry    retry.Policy        // for jobs that set none
+	dedup    bool
 
 	stopRecv context.CancelFunc // ends the receiver's waits
+	read     atomic.Int64       // jobs read
 	endOnce  sync.Once
 
-	mu      sync.Mutex // guards closed and workers.Add
+	mu      sync.Mutex // guards closed, lanes and workers.Add
 	closed  bool       // no job may start once set
-	workers sync.WaitGroup
+	lanes   map[string]*lane
+	workers sync.WaitGroup // lanes and workers
 }
 
 // serve runs one stream: jobs come from recv until io.EOF, results go to
@@ -56,6 +73,9 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 	st := &stream{
 		s:        s,
 		window:   make(chan struct{}, s.opts.streamWindow),
+		queue:    make(chan struct{}, s.opts.streamQueue),
+		gate:     make(chan struct{}, 1),
+		lanes:    make(map[string]*lane),
 		results:  make(chan *fetchv1.FetchResponse, s.opts.streamWindow),
 		stopRecv: stopRecv,
 	}
@@ -77,10 +97,13 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 		select {
 		case r, ok := <-st.results:
 			if !ok {
-				if drained && !complete {
+				// Drained before every job read was answered: the rest were
+				// never started.
+				cut := drained && sum.jobs < int(st.read.Load())
+				if drained && (!complete || cut) {
 					setTrailer(metadata.Pairs(TrailerUnstarted, "true"))
 				}
-				return s.finish(callCtx, start, &sum, recvErr, sendErr, drained && !complete)
+				return s.finish(callCtx, start, &sum, recvErr, sendErr, drained && (!complete || cut))
 			}
 			s.metrics.result(r)
 			if sendErr == nil {
@@ -96,7 +119,14 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 			recvDone = nil
 			switch {
 			case err == io.EOF:
+				// Every job is read; the queued ones still start. The
+				// stream ends when the lanes and workers are done.
 				complete = true
+				go func() {
+					st.workers.Wait()
+					st.end()
+				}()
+				continue
 			case errors.Is(err, errDraining):
 				drained = true
 			case err != nil:
@@ -139,19 +169,25 @@ func (s *Server) finish(callCtx context.Context, start time.Time, sum *summary, 
 // waits for workers whose results the sender must drain.
 func (st *stream) end() {
 	st.endOnce.Do(func() {
-		st.stopRecv()
 		st.mu.Lock()
 		st.closed = true
 		st.mu.Unlock()
+		st.stopRecv()
 		st.workers.Wait()
+		// Jobs still queued were never started; forget their lanes.
+		for _, ln := range st.lanes {
+			st.s.hosts.Put(ln.host)
+		}
+		st.lanes = nil
 		close(st.results)
 	})
 }
 
 // receive reads jobs until recv fails, the stream ends or the server
 // drains. It returns io.EOF once every job has been read, errDraining when
-// the server drains, nil when the stream was ended by the sender. ctx is the stream's context, given to workers; recvCtx also ends
-// when the stream stops, and bounds the receiver's own waits.
+// the server drains, nil when the stream was ended by the sender. ctx is
+// the stream's context, given to workers; recvCtx also ends when the stream
+// stops, and bounds the waits of the receiver and the lanes.
 func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.FetchRequest, error), opts *fetchv1.StreamOptions) error {
 	batch := opts != nil
 	for index := uint64(0); ; index++ {
@@ -160,10 +196,10 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.Fe
 			return errDraining
 		default:
 		}
-		// Take a window slot before reading, so that a full window leaves
+		// Take a queue slot before reading, so that a full queue leaves
 		// jobs unread and HTTP/2 flow control pushes back on the caller.
 		select {
-		case st.window <- struct{}{}:
+		case st.queue <- struct{}{}:
 		case <-recvCtx.Done():
 			return nil
 		case <-st.s.draining:
@@ -171,9 +207,10 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.Fe
 		}
 		req, err := recv()
 		if err != nil {
-			<-st.window
+			<-st.queue
 			return err
 		}
+		st.read.Add(1)
 		if index == 0 {
 			if !batch {
 				opts = req.GetStreamOptions()
@@ -181,21 +218,21 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.Fe
 			st.configure(opts)
 		}
 		resp := &fetchv1.FetchResponse{Index: index, Id: req.GetId(), Url: req.GetUrl()}
-		job, err := st.validate(req, index, batch)
+		t, err := st.task(req, index, batch, resp)
 		if err != nil {
+			<-st.queue
 			resp.Error = fetcher.Classify(ctx, err).Proto()
+			select {
+			case st.window <- struct{}{}:
+			case <-recvCtx.Done():
+				return nil
+			}
 			if !st.answer(resp) {
 				return nil
 			}
 			continue
 		}
-		if err := st.acquire(recvCtx); err != nil {
-			<-st.window
-			return nil
-		}
-		if !st.start(ctx, job, resp) {
-			st.release()
-			<-st.window
+		if !st.enqueue(ctx, recvCtx, t) {
 			return nil
 		}
 	}
@@ -221,9 +258,18 @@ func (st *stream) configure(o *fetchv1.StreamOptions) {
 	if b := int64(o.GetMaxBodyBytes()); b > 0 && b < so.maxBodyBytes {
 		st.lim.MaxBodyBytes = b
 	}
+	if c := int(o.GetHostConcurrency()); c > 0 && (so.hostConcurrency == 0 || c < so.hostConcurrency) {
+		st.hostCap = c
+	}
+	if r := o.GetHostRate(); r > 0 {
+		st.hostRate = r
+	}
+	st.retry = st.s.retryPolicy(o.GetRetry(), nil)
+	st.dedup = so.dedup && !o.GetDisableDedup()
 }
 
-func (st *stream) validate(req *fetchv1.FetchRequest, index uint64, batch bool) (*fetcher.Job, error) {
+// task validates req and builds its task.
+func (st *stream) task(req *fetchv1.FetchRequest, index uint64, batch bool, resp *fetchv1.FetchResponse) (*task, error) {
 	if req.GetStreamOptions() != nil && (batch || index > 0) {
 		msg := "stream_options may only be set on the first message of a Fetch stream"
 		if batch {
@@ -231,30 +277,22 @@ func (st *stream) validate(req *fetchv1.FetchRequest, index uint64, batch bool) 
 		}
 		return nil, &fetcher.Error{Code: fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST, Err: errors.New(msg)}
 	}
-	return fetcher.Validate(req, st.lim)
-}
-
-// acquire takes a slot of this stream's limit, then one of the global pool.
-func (st *stream) acquire(ctx context.Context) error {
-	start := time.Now()
-	if err := st.slots.Acquire(ctx, 1); err != nil {
-		return err
+	job, err := fetcher.Validate(req, st.lim)
+	if err != nil {
+		return nil, err
 	}
-	if err := st.s.pool.Acquire(ctx, 1); err != nil {
-		st.slots.Release(1)
-		return err
+	t := &task{job: job, resp: resp, policy: st.retry, host: strings.ToLower(job.URL.Hostname())}
+	if req.GetRetry() != nil {
+		t.policy = st.s.retryPolicy(req.GetRetry(), &st.retry)
 	}
-	st.s.metrics.poolWait.Observe(time.Since(start).Seconds())
-	return nil
+	if st.dedup {
+		t.key = dedupKey(job)
+	}
+	return t, nil
 }
 
-func (st *stream) release() {
-	st.s.pool.Release(1)
-	st.slots.Release(1)
-}
-
-// answer hands over a result that needs no fetch. It reports false if the
-// stream has ended.
+// answer hands over a result that needs no fetch; the caller holds a window
+// token for it. It reports false if the stream has ended.
 func (st *stream) answer(resp *fetchv1.FetchResponse) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -262,25 +300,6 @@ func (st *stream) answer(resp *fetchv1.FetchResponse) bool {
 		return false
 	}
 	st.results <- resp // never blocks: the job holds a window token
-	return true
-}
-
-// start runs job in a new worker holding the slots taken by acquire. It
-// reports false, starting nothing, if the stream has ended.
-func (st *stream) start(ctx context.Context, job *fetcher.Job, resp *fetchv1.FetchResponse) bool {
-	st.mu.Lock()
-	if st.closed {
-		st.mu.Unlock()
-		return false
-	}
-	st.workers.Add(1)
-	st.mu.Unlock()
-	go func() {
-		defer st.workers.Done()
-		st.s.fetch(ctx, job, resp)
-		st.release()
-		st.results <- resp // never blocks: the job holds a window token
-	}()
 	return true
 }
 

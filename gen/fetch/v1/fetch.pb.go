@@ -147,6 +147,9 @@ type FetchRequest struct {
 	// Fetch stream; set on any later message, or on a job inside a
 	// FetchBatchRequest, it makes that job an invalid request.
 	StreamOptions *StreamOptions `protobuf:"bytes,7,opt,name=stream_options,json=streamOptions,proto3" json:"stream_options,omitempty"`
+	// This job's retry policy. Unset means the stream's, or else the
+	// server's default.
+	Retry         *RetryPolicy `protobuf:"bytes,8,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +233,72 @@ func (x *FetchRequest) GetStreamOptions() *StreamOptions {
 	return nil
 }
 
+func (x *FetchRequest) GetRetry() *RetryPolicy {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+// RetryPolicy says when a job is tried again: after a connection failure,
+// a timeout with time left, or a 429, 502, 503 or 504, with exponential
+// backoff and jitter, honouring Retry-After up to the server's maximum and
+// the job's deadline. A job waiting to retry holds no worker.
+type RetryPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Attempts in all, the first included: 1 turns retries off. 0 means the
+	// server's default; more than the server's maximum is clamped to it.
+	MaxAttempts uint32 `protobuf:"varint,1,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// Retry methods that are not idempotent (POST, PATCH) too. Default false.
+	RetryNonIdempotent bool `protobuf:"varint,2,opt,name=retry_non_idempotent,json=retryNonIdempotent,proto3" json:"retry_non_idempotent,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *RetryPolicy) Reset() {
+	*x = RetryPolicy{}
+	mi := &file_fetch_v1_fetch_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryPolicy) ProtoMessage() {}
+
+func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_fetch_v1_fetch_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
+func (*RetryPolicy) Descriptor() ([]byte, []int) {
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RetryPolicy) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetRetryNonIdempotent() bool {
+	if x != nil {
+		return x.RetryNonIdempotent
+	}
+	return false
+}
+
 // StreamOptions tunes one stream. Every field may only lower what the server
 // allows; zero means the server's setting.
 type StreamOptions struct {
@@ -242,14 +311,26 @@ type StreamOptions struct {
 	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// The most body bytes returned per response; longer bodies are cut and
 	// marked truncated. 0 or more than the server's cap means the server's cap.
-	MaxBodyBytes  uint64 `protobuf:"varint,3,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
+	MaxBodyBytes uint64 `protobuf:"varint,3,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
+	// At most this many of this stream's jobs in flight to one host at once
+	// (on top of the server's per-host cap, shared by all streams). 0 means
+	// the server's cap.
+	HostConcurrency uint32 `protobuf:"varint,4,opt,name=host_concurrency,json=hostConcurrency,proto3" json:"host_concurrency,omitempty"`
+	// At most this many requests per second to one host from this stream (on
+	// top of the server's per-host rate, if any). 0 means no stream limit.
+	HostRate float64 `protobuf:"fixed64,5,opt,name=host_rate,json=hostRate,proto3" json:"host_rate,omitempty"`
+	// The retry policy of this stream's jobs that set none.
+	Retry *RetryPolicy `protobuf:"bytes,6,opt,name=retry,proto3" json:"retry,omitempty"`
+	// Fetch every job itself, even when an identical GET or HEAD of another
+	// job is in flight. Default false: identical jobs share one fetch.
+	DisableDedup  bool `protobuf:"varint,7,opt,name=disable_dedup,json=disableDedup,proto3" json:"disable_dedup,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamOptions) Reset() {
 	*x = StreamOptions{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[1]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +342,7 @@ func (x *StreamOptions) String() string {
 func (*StreamOptions) ProtoMessage() {}
 
 func (x *StreamOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[1]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +355,7 @@ func (x *StreamOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOptions.ProtoReflect.Descriptor instead.
 func (*StreamOptions) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{1}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StreamOptions) GetConcurrency() uint32 {
@@ -298,6 +379,34 @@ func (x *StreamOptions) GetMaxBodyBytes() uint64 {
 	return 0
 }
 
+func (x *StreamOptions) GetHostConcurrency() uint32 {
+	if x != nil {
+		return x.HostConcurrency
+	}
+	return 0
+}
+
+func (x *StreamOptions) GetHostRate() float64 {
+	if x != nil {
+		return x.HostRate
+	}
+	return 0
+}
+
+func (x *StreamOptions) GetRetry() *RetryPolicy {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+func (x *StreamOptions) GetDisableDedup() bool {
+	if x != nil {
+		return x.DisableDedup
+	}
+	return false
+}
+
 // Header is one HTTP header field. A name that carries several values
 // appears once per value.
 type Header struct {
@@ -312,7 +421,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[2]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +433,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[2]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +446,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{2}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Header) GetName() string {
@@ -381,14 +490,20 @@ type FetchResponse struct {
 	// Set only when no complete HTTP response was obtained. status_code,
 	// headers and a partial body may still be set when the upstream failed
 	// while sending the body.
-	Error         *Error `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	Error *Error `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	// How many times the job was tried (1 when it was not retried; 0 when it
+	// never reached the network, such as an invalid request).
+	Attempts uint32 `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// True when this result came from an identical job's fetch in flight at
+	// the same time (dedup), not from a fetch of its own.
+	Shared        bool `protobuf:"varint,12,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[3]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +515,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[3]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +528,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{3}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FetchResponse) GetIndex() uint64 {
@@ -486,6 +601,20 @@ func (x *FetchResponse) GetError() *Error {
 	return nil
 }
 
+func (x *FetchResponse) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *FetchResponse) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
 // Error says why a job got no complete HTTP response.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -499,7 +628,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[4]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +640,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[4]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +653,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{4}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -554,7 +683,7 @@ type FetchBatchRequest struct {
 
 func (x *FetchBatchRequest) Reset() {
 	*x = FetchBatchRequest{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[5]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +695,7 @@ func (x *FetchBatchRequest) String() string {
 func (*FetchBatchRequest) ProtoMessage() {}
 
 func (x *FetchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[5]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +708,7 @@ func (x *FetchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchBatchRequest.ProtoReflect.Descriptor instead.
 func (*FetchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{5}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FetchBatchRequest) GetJobs() []*FetchRequest {
@@ -607,7 +736,7 @@ type FetchBatchResponse struct {
 
 func (x *FetchBatchResponse) Reset() {
 	*x = FetchBatchResponse{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[6]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +748,7 @@ func (x *FetchBatchResponse) String() string {
 func (*FetchBatchResponse) ProtoMessage() {}
 
 func (x *FetchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[6]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +761,7 @@ func (x *FetchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchBatchResponse.ProtoReflect.Descriptor instead.
 func (*FetchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{6}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FetchBatchResponse) GetResult() *FetchResponse {
@@ -646,7 +775,7 @@ var File_fetch_v1_fetch_proto protoreflect.FileDescriptor
 
 const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\n" +
-	"\x14fetch/v1/fetch.proto\x12\bfetch.v1\x1a\x1egoogle/protobuf/duration.proto\"\xfd\x01\n" +
+	"\x14fetch/v1/fetch.proto\x12\bfetch.v1\x1a\x1egoogle/protobuf/duration.proto\"\xaa\x02\n" +
 	"\fFetchRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12*\n" +
@@ -654,14 +783,22 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\x04body\x18\x04 \x01(\fR\x04body\x123\n" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x0e\n" +
 	"\x02id\x18\x06 \x01(\tR\x02id\x12>\n" +
-	"\x0estream_options\x18\a \x01(\v2\x17.fetch.v1.StreamOptionsR\rstreamOptions\"\x8c\x01\n" +
+	"\x0estream_options\x18\a \x01(\v2\x17.fetch.v1.StreamOptionsR\rstreamOptions\x12+\n" +
+	"\x05retry\x18\b \x01(\v2\x15.fetch.v1.RetryPolicyR\x05retry\"b\n" +
+	"\vRetryPolicy\x12!\n" +
+	"\fmax_attempts\x18\x01 \x01(\rR\vmaxAttempts\x120\n" +
+	"\x14retry_non_idempotent\x18\x02 \x01(\bR\x12retryNonIdempotent\"\xa6\x02\n" +
 	"\rStreamOptions\x12 \n" +
 	"\vconcurrency\x18\x01 \x01(\rR\vconcurrency\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12$\n" +
-	"\x0emax_body_bytes\x18\x03 \x01(\x04R\fmaxBodyBytes\"2\n" +
+	"\x0emax_body_bytes\x18\x03 \x01(\x04R\fmaxBodyBytes\x12)\n" +
+	"\x10host_concurrency\x18\x04 \x01(\rR\x0fhostConcurrency\x12\x1b\n" +
+	"\thost_rate\x18\x05 \x01(\x01R\bhostRate\x12+\n" +
+	"\x05retry\x18\x06 \x01(\v2\x15.fetch.v1.RetryPolicyR\x05retry\x12#\n" +
+	"\rdisable_dedup\x18\a \x01(\bR\fdisableDedup\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xc1\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xf5\x02\n" +
 	"\rFetchResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x10\n" +
@@ -674,7 +811,9 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\ttruncated\x18\b \x01(\bR\ttruncated\x125\n" +
 	"\bduration\x18\t \x01(\v2\x19.google.protobuf.DurationR\bduration\x12%\n" +
 	"\x05error\x18\n" +
-	" \x01(\v2\x0f.fetch.v1.ErrorR\x05error\"J\n" +
+	" \x01(\v2\x0f.fetch.v1.ErrorR\x05error\x12\x1a\n" +
+	"\battempts\x18\v \x01(\rR\battempts\x12\x16\n" +
+	"\x06shared\x18\f \x01(\bR\x06shared\"J\n" +
 	"\x05Error\x12'\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x13.fetch.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"r\n" +
@@ -718,39 +857,42 @@ func file_fetch_v1_fetch_proto_rawDescGZIP() []byte {
 }
 
 var file_fetch_v1_fetch_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fetch_v1_fetch_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_fetch_v1_fetch_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_fetch_v1_fetch_proto_goTypes = []any{
 	(ErrorCode)(0),              // 0: fetch.v1.ErrorCode
 	(*FetchRequest)(nil),        // 1: fetch.v1.FetchRequest
-	(*StreamOptions)(nil),       // 2: fetch.v1.StreamOptions
-	(*Header)(nil),              // 3: fetch.v1.Header
-	(*FetchResponse)(nil),       // 4: fetch.v1.FetchResponse
-	(*Error)(nil),               // 5: fetch.v1.Error
-	(*FetchBatchRequest)(nil),   // 6: fetch.v1.FetchBatchRequest
-	(*FetchBatchResponse)(nil),  // 7: fetch.v1.FetchBatchResponse
-	(*durationpb.Duration)(nil), // 8: google.protobuf.Duration
+	(*RetryPolicy)(nil),         // 2: fetch.v1.RetryPolicy
+	(*StreamOptions)(nil),       // 3: fetch.v1.StreamOptions
+	(*Header)(nil),              // 4: fetch.v1.Header
+	(*FetchResponse)(nil),       // 5: fetch.v1.FetchResponse
+	(*Error)(nil),               // 6: fetch.v1.Error
+	(*FetchBatchRequest)(nil),   // 7: fetch.v1.FetchBatchRequest
+	(*FetchBatchResponse)(nil),  // 8: fetch.v1.FetchBatchResponse
+	(*durationpb.Duration)(nil), // 9: google.protobuf.Duration
 }
 var file_fetch_v1_fetch_proto_depIdxs = []int32{
-	3,  // 0: fetch.v1.FetchRequest.headers:type_name -> fetch.v1.Header
-	8,  // 1: fetch.v1.FetchRequest.timeout:type_name -> google.protobuf.Duration
-	2,  // 2: fetch.v1.FetchRequest.stream_options:type_name -> fetch.v1.StreamOptions
-	8,  // 3: fetch.v1.StreamOptions.timeout:type_name -> google.protobuf.Duration
-	3,  // 4: fetch.v1.FetchResponse.headers:type_name -> fetch.v1.Header
-	8,  // 5: fetch.v1.FetchResponse.duration:type_name -> google.protobuf.Duration
-	5,  // 6: fetch.v1.FetchResponse.error:type_name -> fetch.v1.Error
-	0,  // 7: fetch.v1.Error.code:type_name -> fetch.v1.ErrorCode
-	1,  // 8: fetch.v1.FetchBatchRequest.jobs:type_name -> fetch.v1.FetchRequest
-	2,  // 9: fetch.v1.FetchBatchRequest.options:type_name -> fetch.v1.StreamOptions
-	4,  // 10: fetch.v1.FetchBatchResponse.result:type_name -> fetch.v1.FetchResponse
-	1,  // 11: fetch.v1.FetchService.Fetch:input_type -> fetch.v1.FetchRequest
-	6,  // 12: fetch.v1.FetchService.FetchBatch:input_type -> fetch.v1.FetchBatchRequest
-	4,  // 13: fetch.v1.FetchService.Fetch:output_type -> fetch.v1.FetchResponse
-	7,  // 14: fetch.v1.FetchService.FetchBatch:output_type -> fetch.v1.FetchBatchResponse
-	13, // [13:15] is the sub-list for method output_type
-	11, // [11:13] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	4,  // 0: fetch.v1.FetchRequest.headers:type_name -> fetch.v1.Header
+	9,  // 1: fetch.v1.FetchRequest.timeout:type_name -> google.protobuf.Duration
+	3,  // 2: fetch.v1.FetchRequest.stream_options:type_name -> fetch.v1.StreamOptions
+	2,  // 3: fetch.v1.FetchRequest.retry:type_name -> fetch.v1.RetryPolicy
+	9,  // 4: fetch.v1.StreamOptions.timeout:type_name -> google.protobuf.Duration
+	2,  // 5: fetch.v1.StreamOptions.retry:type_name -> fetch.v1.RetryPolicy
+	4,  // 6: fetch.v1.FetchResponse.headers:type_name -> fetch.v1.Header
+	9,  // 7: fetch.v1.FetchResponse.duration:type_name -> google.protobuf.Duration
+	6,  // 8: fetch.v1.FetchResponse.error:type_name -> fetch.v1.Error
+	0,  // 9: fetch.v1.Error.code:type_name -> fetch.v1.ErrorCode
+	1,  // 10: fetch.v1.FetchBatchRequest.jobs:type_name -> fetch.v1.FetchRequest
+	3,  // 11: fetch.v1.FetchBatchRequest.options:type_name -> fetch.v1.StreamOptions
+	5,  // 12: fetch.v1.FetchBatchResponse.result:type_name -> fetch.v1.FetchResponse
+	1,  // 13: fetch.v1.FetchService.Fetch:input_type -> fetch.v1.FetchRequest
+	7,  // 14: fetch.v1.FetchService.FetchBatch:input_type -> fetch.v1.FetchBatchRequest
+	5,  // 15: fetch.v1.FetchService.Fetch:output_type -> fetch.v1.FetchResponse
+	8,  // 16: fetch.v1.FetchService.FetchBatch:output_type -> fetch.v1.FetchBatchResponse
+	15, // [15:17] is the sub-list for method output_type
+	13, // [13:15] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_fetch_v1_fetch_proto_init() }
@@ -764,7 +906,7 @@ func file_fetch_v1_fetch_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fetch_v1_fetch_proto_rawDesc), len(file_fetch_v1_fetch_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,131 @@
+package hosts
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
+)
+
+// Registry holds the state of the hosts in use. The zero value is not
+// usable; call [NewRegistry].
+type Registry struct {
+	perHost int        // fetches in flight per host; 0: no cap
+	rate    rate.Limit // requests per second per host; 0: no limit
+	burst   int
+
+	mu    sync.Mutex // guards hosts and Host.refs
+	hosts map[string]*Host
+}
+
+// NewRegistry returns a registry capping each host at perHost fetches in
+// flight (0: no cap) and perSecond requests a second (0: no limit).
+func NewRegistry(perHost int, perSecond float64) *Registry {
+	return &Registry{
+		perHost: max(perHost, 0),
+		rate:    rate.Limit(perSecond),
+		burst:   max(1, int(perSecond)),
+		hosts:   map[string]*Host{},
+	}
+}
+
+// Host is the shared state of one host.
+type Host struct {
+	name    string
+	slots   *semaphore.Weighted // nil: no cap
+	limiter *rate.Limiter       // nil: no rate limit
+	refs    int                 // holders, guarded by Registry.mu
+
+	mu          sync.Mutex // guards pausedUntil
+	pausedUntil time.Time
+}
+
+// Get returns the host called name; call [Registry.Put] when done with it.
+func (r *Registry) Get(name string) *Host {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.hosts[name]
+	if h == nil {
+		h = &Host{name: name}
+		if r.perHost > 0 {
+			h.slots = semaphore.NewWeighted(int64(r.perHost))
+		}
+		if r.rate > 0 {
+			h.limiter = rate.NewLimiter(r.rate, r.burst)
+		}
+		r.hosts[name] = h
+	}
+	h.refs++
+	return h
+}
+
+// Put releases a host from [Registry.Get]; the last holder's Put forgets it.
+func (r *Registry) Put(h *Host) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h.refs--
+	if h.refs == 0 {
+		delete(r.hosts, h.name)
+	}
+}
+
+// Len returns the number of hosts in use.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.hosts)
+}
+
+// Name returns the host's name.
+func (h *Host) Name() string { return h.name }
+
+// Acquire waits for a fetch slot of the host.
+func (h *Host) Acquire(ctx context.Context) error {
+	if h.slots == nil {
+		return ctx.Err()
+	}
+	return h.slots.Acquire(ctx, 1)
+}
+
+// Release frees a slot taken by Acquire.
+func (h *Host) Release() {
+	if h.slots != nil {
+		h.slots.Release(1)
+	}
+}
+
+// Wait waits until the host may be sent a request: its pause is over and,
+// with a rate, a token is available.
+func (h *Host) Wait(ctx context.Context) error {
+	for {
+		h.mu.Lock()
+		d := time.Until(h.pausedUntil)
+		h.mu.Unlock()
+		if d <= 0 {
+			break
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	if h.limiter == nil {
+		return ctx.Err()
+	}
+	return h.limiter.Wait(ctx)
+}
+
+// Pause holds back every request to the host until t (it only extends a
+// pause already set).
+func (h *Host) Pause(t time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t.After(h.pausedUntil) {
+		h.pausedUntil = t
+	}
+}
