@@ -144,13 +144,14 @@ func (c *Client) run(ctx context.Context, jobs iter.Seq[*Job], ordered bool, yie
 					return
 				}
 			}
-			for _, r := range cl.unavailable() {
+			forced := cl.unavailable()
+			for _, r := range forced {
 				if !em.emit(r) {
 					return
 				}
 			}
-			if cl.answeredAll(em.yielded) {
-				return // every job was answered after all
+			if len(forced) == 0 && cl.answeredAll(em.yielded) {
+				return // every job got its real result after all
 			}
 			yield(nil, cl.err)
 			return
@@ -206,19 +207,27 @@ func (cl *call) takenCount() uint64 {
 	return cl.taken
 }
 
-// feed takes jobs from the input as window tokens allow.
+// feed takes jobs from the input as window tokens allow: a token first,
+// then the job, so that no job is taken that the call cannot answer.
 func (cl *call) feed(ctx context.Context, jobs iter.Seq[*Job]) {
 	defer close(cl.inputDone)
 	defer close(cl.fresh)
+	next, stop := iter.Pull(jobs)
+	defer stop()
 	defer func() {
 		cl.mu.Lock()
 		cl.exhausted = ctx.Err() == nil
 		cl.mu.Unlock()
 	}()
-	for j := range jobs {
+	for {
 		select {
 		case cl.window <- struct{}{}:
 		case <-ctx.Done():
+			return
+		}
+		j, ok := next()
+		if !ok {
+			<-cl.window
 			return
 		}
 		if j == nil {

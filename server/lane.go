@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
@@ -230,8 +231,11 @@ func (st *stream) releaseN(ln *lane, n int) {
 // work fetches t, holding what acquireFetch took, and retries it per its
 // policy, giving up every slot while it backs off.
 func (st *stream) work(ctx context.Context, ln *lane, t *task) {
-	deadline := time.Now().Add(t.job.Timeout)
-	st.attempts(ctx, ln, t, deadline, 1)
+	start := time.Now()
+	st.attempts(ctx, ln, t, start.Add(t.job.Timeout), 1)
+	if t.resp.GetAttempts() > 1 {
+		t.resp.Duration = durationpb.New(time.Since(start)) // all attempts and waits
+	}
 	st.s.flights.finish(t.key, t.resp)
 	st.done(ln, t.resp)
 }

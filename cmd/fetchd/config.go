@@ -26,6 +26,15 @@ type config struct {
 	maxRecvMsgBytes      int
 	maxConcurrentStreams uint
 	userAgent            string
+	streamQueue          int
+	hostConcurrency      int
+	hostRate             float64
+	dedup                bool
+	retryAttempts        int
+	maxRetryAttempts     int
+	retryBackoff         time.Duration
+	maxRetryBackoff      time.Duration
+	maxRetryAfter        time.Duration
 	metricsListen        string
 	tlsCert              string
 	tlsKey               string
@@ -83,6 +92,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 16<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request)")
 	fs.UintVar(&cfg.maxConcurrentStreams, "max-concurrent-streams", 1000, "most concurrent gRPC streams per client connection")
 	fs.StringVar(&cfg.userAgent, "user-agent", server.DefaultUserAgent, "User-Agent sent with jobs that set none")
+	fs.IntVar(&cfg.streamQueue, "stream-queue", server.DefaultStreamQueue, "most jobs one stream may have read and not yet started (waiting for a busy or rate-limited host)")
+	fs.IntVar(&cfg.hostConcurrency, "host-concurrency", server.DefaultHostConcurrency, "most fetches in flight to one host, across all streams (0: no cap)")
+	fs.Float64Var(&cfg.hostRate, "host-rate", 0, "most requests per second to one host, across all streams (0: no limit)")
+	fs.BoolVar(&cfg.dedup, "dedup", true, "identical GET/HEAD jobs in flight at the same time share one fetch")
+	fs.IntVar(&cfg.retryAttempts, "retry-attempts", server.DefaultRetryAttempts, "attempts per job, the first included, for jobs that set no retry policy (1: no retries)")
+	fs.IntVar(&cfg.maxRetryAttempts, "max-retry-attempts", server.DefaultMaxRetryAttempts, "most attempts a job may ask for")
+	fs.DurationVar(&cfg.retryBackoff, "retry-backoff", server.DefaultRetryBackoff, "first backoff before a retry, doubled each attempt, with jitter")
+	fs.DurationVar(&cfg.maxRetryBackoff, "max-retry-backoff", server.DefaultMaxRetryBackoff, "longest backoff between attempts")
+	fs.DurationVar(&cfg.maxRetryAfter, "max-retry-after", server.DefaultMaxRetryAfter, "longest Retry-After honoured; longer ones are cut to this")
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "", "`address` to serve Prometheus metrics on, at /metrics (empty: off)")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "serve gRPC over TLS with this certificate `file` (PEM; needs -tls-key)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "private key `file` for -tls-cert (PEM)")
@@ -144,6 +162,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-max-redirects %d: must not be negative", cfg.maxRedirects)
 	case cfg.drainTimeout < 0:
 		return nil, fmt.Errorf("-drain-timeout %v: must not be negative", cfg.drainTimeout)
+	case cfg.streamQueue < 1:
+		return nil, fmt.Errorf("-stream-queue %d: must be at least 1", cfg.streamQueue)
+	case cfg.hostConcurrency < 0 || cfg.hostRate < 0:
+		return nil, fmt.Errorf("-host-concurrency and -host-rate must not be negative")
+	case cfg.retryAttempts < 1 || cfg.maxRetryAttempts < cfg.retryAttempts:
+		return nil, fmt.Errorf("-retry-attempts %d and -max-retry-attempts %d: need 1 <= retry-attempts <= max-retry-attempts", cfg.retryAttempts, cfg.maxRetryAttempts)
+	case cfg.retryBackoff <= 0 || cfg.maxRetryBackoff < cfg.retryBackoff || cfg.maxRetryAfter < 0:
+		return nil, fmt.Errorf("-retry-backoff must be positive and at most -max-retry-backoff; -max-retry-after must not be negative")
 	case cfg.maxRecvMsgBytes < 1:
 		return nil, fmt.Errorf("-max-recv-msg-bytes %d: must be at least 1", cfg.maxRecvMsgBytes)
 	case cfg.maxConcurrentStreams < 1:
@@ -180,6 +206,13 @@ func (c *config) serverOptions(logger *slog.Logger) []server.Option {
 		server.WithMaxTimeout(c.maxTimeout),
 		server.WithMaxRedirects(c.maxRedirects),
 		server.WithUserAgent(c.userAgent),
+		server.WithStreamQueue(c.streamQueue),
+		server.WithHostConcurrency(c.hostConcurrency),
+		server.WithHostRate(c.hostRate),
+		server.WithDedup(c.dedup),
+		server.WithRetryAttempts(c.retryAttempts, c.maxRetryAttempts),
+		server.WithRetryBackoff(c.retryBackoff, c.maxRetryBackoff),
+		server.WithMaxRetryAfter(c.maxRetryAfter),
 		server.WithLogger(logger),
 	}
 }

@@ -2,6 +2,7 @@ package testupstream
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -22,16 +23,31 @@ type Upstream struct {
 	cancelled atomic.Int64
 	closing   chan struct{}
 
-	mu     sync.Mutex       // guards tags and agents
+	mu     sync.Mutex       // guards tags, agents and seen
 	tags   map[string]int64 // requests per tag
 	agents map[string]int64 // requests per User-Agent
+	seen   map[string]int64 // requests per URL, for fail=
 }
 
 // New starts an upstream on 127.0.0.1 and closes it when tb ends.
 func New(tb testing.TB) *Upstream {
 	tb.Helper()
-	u := &Upstream{closing: make(chan struct{}), tags: map[string]int64{}, agents: map[string]int64{}}
-	u.Server = httptest.NewServer(http.HandlerFunc(u.serve))
+	return NewAt(tb, "127.0.0.1:0")
+}
+
+// NewAt starts an upstream listening on addr, such as "127.0.0.2:0" for a
+// second loopback host, and closes it when tb ends.
+func NewAt(tb testing.TB, addr string) *Upstream {
+	tb.Helper()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		tb.Fatalf("testupstream: listen %s: %v", addr, err)
+	}
+	u := &Upstream{closing: make(chan struct{}), tags: map[string]int64{}, agents: map[string]int64{}, seen: map[string]int64{}}
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(u.serve))
+	u.Server.Listener.Close()
+	u.Server.Listener = lis
+	u.Server.Start()
 	tb.Cleanup(u.Close)
 	return u
 }
@@ -94,7 +110,22 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 		u.tags[tag]++
 	}
 	u.agents[r.UserAgent()]++
+	u.seen[r.URL.String()]++
+	nth := u.seen[r.URL.String()]
 	u.mu.Unlock()
+	if n, err := strconv.Atoi(q.Get("fail")); err == nil && nth <= int64(n) {
+		// The first n requests for this URL fail with failstatus
+		// (default 503) and, if set, Retry-After.
+		st, err := strconv.Atoi(q.Get("failstatus"))
+		if err != nil {
+			st = http.StatusServiceUnavailable
+		}
+		if ra := q.Get("retryafter"); ra != "" {
+			w.Header().Set("Retry-After", ra)
+		}
+		w.WriteHeader(st)
+		return
+	}
 	var wait <-chan time.Time
 	if d, err := time.ParseDuration(q.Get("delay")); err == nil && d > 0 {
 		t := time.NewTimer(d)
