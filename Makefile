@@ -4,7 +4,8 @@ GO      ?= go
 BUF     := $(GO) tool -modfile=tools/go.mod buf
 BIN     := bin
 ARGS    ?=
-FUZZTIME ?= 30s
+FUZZTIME ?= 60s
+FUZZ_PKGS := ./server/internal/egress ./server/internal/fetcher
 
 .DEFAULT_GOAL := help
 
@@ -13,8 +14,9 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build bin/fetchd and bin/grpcurl.
+build: ## Build bin/fetchd, bin/fetchctl and bin/grpcurl.
 	$(GO) build -o $(BIN)/fetchd ./cmd/fetchd
+	$(GO) build -o $(BIN)/fetchctl ./cmd/fetchctl
 	$(GO) build -modfile=tools/go.mod -o $(BIN)/grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl
 
 .PHONY: run
@@ -23,11 +25,28 @@ run: ## Run fetchd with its defaults on localhost:50051 (extra flags: make run A
 	$(BIN)/fetchd $(ARGS)
 
 .PHONY: test
-test: vet checkgenerate buflint gotest ## Run every check and test: vet, generated code, buf lint and format, go test -race.
+test: vet checkgenerate buflint deploytest fuzzshort gotest ## Run every check and test: vet, generated code, buf lint and format, go test -race, manifests, a short fuzz run.
 
 .PHONY: gotest
 gotest: ## Run the Go tests with the race detector.
 	$(GO) test -race -count=1 -timeout=15m ./...
+
+.PHONY: deploytest
+deploytest: ## Decode the Kubernetes manifests strictly (deploy/ is its own module).
+	cd deploy && $(GO) test -count=1 ./...
+
+.PHONY: fuzzshort
+fuzzshort: ## Run every fuzz target for 3s.
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (default 60s each).
+	@for pkg in $(FUZZ_PKGS); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg >/dev/null || exit 1; \
+		done; \
+	done
 
 .PHONY: vet
 vet: ## Run go vet.
