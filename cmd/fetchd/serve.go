@@ -71,6 +71,28 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 	reflection.Register(gs)
 	srvMetrics.InitializeMetrics(gs)
 
+	if cfg.healthListen != "" {
+		// Kubernetes gRPC probes speak no TLS: serve health alone, in
+		// plaintext, on its own port.
+		hlis, err := net.Listen("tcp", cfg.healthListen)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("health listen: %w", err)
+		}
+		hgs := grpc.NewServer()
+		healthpb.RegisterHealthServer(hgs, hs)
+		healthDone := make(chan struct{})
+		go func() {
+			defer close(healthDone)
+			hgs.Serve(hlis)
+		}()
+		defer func() {
+			hgs.Stop()
+			<-healthDone
+		}()
+		logger.Info("health listening", "addr", hlis.Addr().String())
+	}
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	logger.Info("fetchd listening", "addr", lis.Addr().String(), "concurrency", cfg.concurrency,
