@@ -272,3 +272,22 @@ func TestWorkerPanic(t *testing.T) {
 		s.pool.Release(int64(s.Concurrency()))
 	}
 }
+
+// TestBodyFitsDefaultReceiveLimit: with the default body cap, a body larger
+// than a grpc-go client's default 4 MiB receive limit comes back truncated
+// and the stream goes on.
+func TestBodyFitsDefaultReceiveLimit(t *testing.T) {
+	up := testupstream.New(t)
+	c, _ := startServer(t) // default -max-body-bytes
+	res, err := fetchAll(testCtx(t), t, c, []*fetchv1.FetchRequest{
+		job(up.URL + "/?size=6000000"), job(up.URL + "/?size=3"),
+	})
+	if err != nil || len(res) != 2 {
+		t.Fatalf("Fetch: %d results, %v; want 2 and no stream error", len(res), err)
+	}
+	for _, r := range res {
+		if r.GetIndex() == 0 && (len(r.GetBody()) != DefaultMaxBodyBytes || !r.GetTruncated()) {
+			t.Errorf("big body: %d bytes, truncated %v; want %d, true", len(r.GetBody()), r.GetTruncated(), DefaultMaxBodyBytes)
+		}
+	}
+}
