@@ -56,7 +56,11 @@ func (st *stream) enqueue(ctx, recvCtx context.Context, t *task) bool {
 			ln.slots = semaphore.NewWeighted(int64(st.hostCap))
 		}
 		if st.hostRate > 0 {
-			ln.limiter = rate.NewLimiter(rate.Limit(st.hostRate), max(1, int(st.hostRate)))
+			ln.limiter = st.limiters[t.host]
+			delete(st.limiters, t.host)
+			if ln.limiter == nil {
+				ln.limiter = rate.NewLimiter(rate.Limit(st.hostRate), max(1, int(st.hostRate)))
+			}
 		}
 		st.lanes[t.host] = ln
 	}
@@ -150,6 +154,21 @@ func (st *stream) dropIdle(ln *lane) {
 		delete(st.lanes, ln.name)
 	}
 	st.s.hosts.Put(ln.host)
+	if l := ln.limiter; l != nil && l.Tokens() < float64(l.Burst()) {
+		// Keep a bucket not yet refilled for the host's next lane, or the
+		// stream's rate would restart with a full burst.
+		if st.limiters == nil {
+			st.limiters = make(map[string]*rate.Limiter)
+		}
+		if len(st.limiters) >= 1024 {
+			for name, k := range st.limiters {
+				if k.Tokens() >= float64(k.Burst()) {
+					delete(st.limiters, name)
+				}
+			}
+		}
+		st.limiters[ln.name] = l
+	}
 }
 
 // pop removes the lane's first task, now started, and frees its queue slot.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -51,10 +52,13 @@ type stream struct {
 	read     atomic.Int64       // jobs read
 	endOnce  sync.Once
 
-	mu      sync.Mutex // guards closed, lanes and workers.Add
-	closed  bool       // no job may start once set
-	lanes   map[string]*lane
-	workers sync.WaitGroup // lanes and workers
+	mu     sync.Mutex // guards closed, lanes and workers.Add
+	closed bool       // no job may start once set
+	lanes  map[string]*lane
+	// limiters keeps the per-host rate buckets of dropped lanes that are
+	// not yet full.
+	limiters map[string]*rate.Limiter
+	workers  sync.WaitGroup // lanes and workers
 }
 
 // serve runs one stream: jobs come from recv until io.EOF, results go to

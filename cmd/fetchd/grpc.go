@@ -43,7 +43,12 @@ func grpcServerOptions(cfg *config, logger *slog.Logger, srvMetrics *grpcprom.Se
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    2 * time.Minute,
 			Timeout: 20 * time.Second,
+			// An idle connection gives its -max-connections slot back.
+			MaxConnectionIdle: 5 * time.Minute,
 		}),
+		// A connection that never finishes its handshake gives its slot
+		// back too.
+		grpc.ConnectionTimeout(10 * time.Second),
 	}
 	if cfg.tlsCert != "" {
 		tc, err := serverTLS(cfg)

@@ -16,8 +16,9 @@ type Registry struct {
 	rate    rate.Limit // requests per second per host; 0: no limit
 	burst   int
 
-	mu    sync.Mutex // guards hosts and Host.refs
+	mu    sync.Mutex // guards hosts, kept and Host.refs
 	hosts map[string]*Host
+	kept  int // hosts kept with state since the last sweep
 }
 
 // NewRegistry returns a registry capping each host at perHost fetches in
@@ -61,17 +62,46 @@ func (r *Registry) Get(name string) *Host {
 	return h
 }
 
-// Put releases a host from [Registry.Get]; the last holder's Put forgets it.
+// Put releases a host from [Registry.Get]. The last holder's Put forgets
+// it unless it still has state worth keeping: a pause ahead, or a rate
+// bucket not yet refilled. Such hosts are swept once that state is gone.
 func (r *Registry) Put(h *Host) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h.refs--
-	if h.refs == 0 {
+	if h.refs > 0 {
+		return
+	}
+	now := time.Now()
+	if h.idle(now) {
 		delete(r.hosts, h.name)
+		return
+	}
+	r.kept++
+	if r.kept >= sweepEvery {
+		r.kept = 0
+		for name, k := range r.hosts {
+			if k.refs == 0 && k.idle(now) {
+				delete(r.hosts, name)
+			}
+		}
 	}
 }
 
-// Len returns the number of hosts in use.
+// sweepEvery is how many hosts kept with state trigger a sweep of those
+// whose state is gone.
+const sweepEvery = 1024
+
+// idle reports whether forgetting h loses nothing: no pause ahead and a
+// full rate bucket.
+func (h *Host) idle(now time.Time) bool {
+	h.mu.Lock()
+	paused := h.pausedUntil.After(now)
+	h.mu.Unlock()
+	return !paused && (h.limiter == nil || h.limiter.TokensAt(now) >= float64(h.limiter.Burst()))
+}
+
+// Len returns the number of hosts in use or keeping state.
 func (r *Registry) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -74,3 +74,39 @@ func TestRateAndPause(t *testing.T) {
 		}
 	})
 }
+
+// TestRegistryKeepsState: a host forgotten between requests must not lose
+// its pause or its rate bucket.
+func TestRegistryKeepsState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRegistry(0, 1) // 1/s, burst 1
+		ctx := context.Background()
+		start := time.Now()
+		for range 3 {
+			h := r.Get("h")
+			h.Wait(ctx)
+			r.Put(h)
+		}
+		if got := time.Since(start); got != 2*time.Second {
+			t.Errorf("3 requests at 1/s, each with its own Get and Put, took %v; want 2s", got)
+		}
+		h := r.Get("p")
+		h.Pause(time.Now().Add(time.Minute))
+		r.Put(h)
+		before := time.Now()
+		r.Get("p").Wait(ctx)
+		if got := time.Since(before); got != time.Minute {
+			t.Errorf("Wait after the host was released and taken again: %v, want the 1m pause", got)
+		}
+		time.Sleep(2 * time.Second) // every bucket full again
+		for range sweepEvery {
+			h := r.Get("x")
+			h.Wait(ctx)
+			r.Put(h)
+			time.Sleep(time.Second)
+		}
+		if n := r.Len(); n > 2 {
+			t.Errorf("%d hosts kept after their state was gone and a sweep ran, want at most 2", n)
+		}
+	})
+}
