@@ -7,25 +7,39 @@
 //
 // At no moment do more than the pool size ([WithConcurrency]) fetches run,
 // across all streams. The pool is a FIFO [semaphore.Weighted]; each stream
-// queues at most one job on it at a time, so streams take turns and one
+// has at most one job waiting on it at a time, so streams take turns and one
 // caller's huge stream cannot starve another's small one. A stream may ask
 // for a lower limit for itself (StreamOptions.concurrency).
 //
-// Each stream also has a window ([WithStreamWindow]): jobs in flight plus
-// results waiting to be sent. When the window is full the stream stops
-// reading jobs, and HTTP/2 flow control slows the caller down; a caller that
-// streams millions of jobs, or reads its results slowly, costs bounded
-// memory: about window × body cap at worst.
+// Each stream queues the jobs it has read per host, in lanes: one goroutine
+// per lane starts the lane's jobs in order as the host's cap
+// ([WithHostConcurrency], shared by all streams), its rate ([WithHostRate])
+// and any pause it asked for (Retry-After) allow. A job waiting for a busy
+// host holds no worker and does not hold up the stream's jobs for other
+// hosts. A stream holds at most [WithStreamQueue] jobs read and not started
+// (cheap: no goroutine, no result yet) and at most [WithStreamWindow] jobs
+// started and not yet sent back (in flight, or results waiting for a slow
+// reader). When either is full the stream stops reading jobs, and HTTP/2
+// flow control slows the caller down: a caller that streams millions of
+// jobs, or reads its results slowly, costs bounded memory.
 //
 // # Goroutines
 //
-// Per stream, one goroutine receives jobs and starts a worker goroutine per
-// job once it holds a pool slot; the handler goroutine alone calls Send.
-// Workers hand results over a channel with room for the whole window, so a
-// worker never blocks on a slow caller. The handler returns only after every
-// worker it started has finished. A panic in a worker becomes that job's
-// ERROR_CODE_INTERNAL result. When the caller cancels or disconnects, every
-// in-flight fetch of the stream is cancelled at once.
+// Per stream, one goroutine receives jobs, one per busy lane starts them,
+// one per started job fetches it, and the handler goroutine alone calls
+// Send. Workers hand results over a channel with room for the whole window,
+// so a worker never blocks on a slow caller. The handler returns only after
+// every goroutine it started has finished. A panic in a worker becomes that
+// job's ERROR_CODE_INTERNAL result. When the caller cancels or disconnects,
+// every in-flight fetch of the stream is cancelled at once.
+//
+// # Retries and dedup
+//
+// A job is retried per its RetryPolicy (default [WithRetryAttempts]) after a
+// connection failure, a timeout, or a 429, 502, 503 or 504, with backoff and
+// jitter, honouring Retry-After; while it backs off it holds no worker. A
+// 429 or 503 with Retry-After pauses its host. Identical GET and HEAD jobs
+// in flight at once share one fetch ([WithDedup]).
 //
 // # Draining
 //
