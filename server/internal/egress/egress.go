@@ -5,22 +5,39 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"syscall"
 )
 
 // ErrBlocked is matched, through [errors.Is], by every error the policy
-// returns for a refused address.
+// returns for a refused destination: address, port or host name.
 var ErrBlocked = errors.New("egress: destination blocked by policy")
 
-// BlockedError reports a refused destination address.
+// BlockedError reports a refused destination: an address, a port, or a host
+// name refused by [Policy.CheckHost] before resolution.
 type BlockedError struct {
-	Addr   netip.Addr // the address that was refused
-	Reason string     // the range it falls in, such as "loopback 127.0.0.0/8"
+	Addr   netip.Addr // the address that was refused; invalid if none was involved
+	Host   string     // the host name refused by [Policy.CheckHost]; "" for address and port checks
+	Port   uint16     // the port, when the port was refused; 0 otherwise
+	Reason string     // why, such as "loopback 127.0.0.0/8" or "port 22 not allowed"
+
+	byHost bool // refused by CheckHost, even if Host is empty
 }
 
 func (e *BlockedError) Error() string {
-	return fmt.Sprintf("egress: %s is blocked by policy (%s)", e.Addr, e.Reason)
+	var dest string
+	switch {
+	case e.Host != "" || e.byHost:
+		dest = "host " + strconv.Quote(e.Host)
+	case e.Port != 0 && e.Addr.IsValid():
+		dest = netip.AddrPortFrom(e.Addr, e.Port).String()
+	case e.Port != 0:
+		dest = "port " + strconv.Itoa(int(e.Port))
+	default:
+		dest = e.Addr.String()
+	}
+	return fmt.Sprintf("egress: %s is blocked by policy (%s)", dest, e.Reason)
 }
 
 // Is reports whether target is [ErrBlocked].
@@ -64,6 +81,24 @@ var (
 	)
 )
 
+// privateRanges are the ranges [AllowPrivate] opens: RFC 1918, CGNAT and
+// IPv6 unique local addresses. Loopback, link-local and the rest stay shut.
+var privateRanges = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+// privateMetadata are cloud metadata endpoints inside privateRanges: they
+// stay refused under [AllowPrivate] (only [AllowCIDRs] opens them). The
+// others, 169.254.169.254 among them, are link-local and never private.
+var privateMetadata = mustRanges(
+	"fd00:ec2::254/128 cloud metadata (AWS IPv6)",
+	"100.100.100.200/32 cloud metadata (Alibaba Cloud)",
+)
+
 func mustRanges(specs ...string) []deniedRange {
 	out := make([]deniedRange, 0, len(specs))
 	for _, s := range specs {
@@ -73,28 +108,79 @@ func mustRanges(specs ...string) []deniedRange {
 	return out
 }
 
-// Policy decides which destination addresses may be dialled. The zero value
-// is the default policy: public unicast addresses only. A Policy is safe for
+// Policy decides which destinations may be dialled: addresses and ports at
+// dial time ([Policy.Control]), host names before resolution
+// ([Policy.CheckHost]). The zero value is the default policy: public unicast
+// addresses only, every port, every host name. A Policy is safe for
 // concurrent use and must not be changed after first use.
 type Policy struct {
-	allow []netip.Prefix
+	allow        []netip.Prefix
+	deny         []netip.Prefix
+	allowPrivate bool
+	ports        map[uint16]bool // the only ports allowed; nil allows every port
+	allowHosts   hostSet
+	denyHosts    hostSet
 }
 
 // Option configures a [Policy].
 type Option func(*Policy)
 
+// inIPv4Form keeps a range of IPv4-mapped IPv6 addresses in its IPv4 form:
+// addresses are unmapped before they are checked.
+func inIPv4Form(pfx netip.Prefix) netip.Prefix {
+	if a := pfx.Addr(); a.Is4In6() && pfx.Bits() >= 96 {
+		pfx = netip.PrefixFrom(a.Unmap(), pfx.Bits()-96)
+	}
+	return pfx.Masked()
+}
+
 // AllowCIDRs opens the given ranges, overriding the default deny list. An
-// IPv4 range also opens the IPv4-mapped IPv6 forms of its addresses. Default:
-// none.
+// IPv4 range also opens the IPv4-mapped IPv6 forms of its addresses. Calls
+// accumulate. Default: none.
 func AllowCIDRs(prefixes ...netip.Prefix) Option {
 	return func(p *Policy) {
 		for _, pfx := range prefixes {
-			if a := pfx.Addr(); a.Is4In6() && pfx.Bits() >= 96 {
-				// ::ffff:a.b.c.d/n: addresses are unmapped before the
-				// check, so keep the range in its IPv4 form.
-				pfx = netip.PrefixFrom(a.Unmap(), pfx.Bits()-96)
-			}
-			p.allow = append(p.allow, pfx.Masked())
+			p.allow = append(p.allow, inIPv4Form(pfx))
+		}
+	}
+}
+
+// DenyCIDRs refuses the given ranges even where they are public, opened by
+// [AllowCIDRs] or by [AllowPrivate]: deny beats allow. An IPv4 range also
+// covers the IPv4-mapped IPv6 forms of its addresses. Calls accumulate.
+// Default: none beyond the built-in deny list.
+func DenyCIDRs(prefixes ...netip.Prefix) Option {
+	return func(p *Policy) {
+		for _, pfx := range prefixes {
+			p.deny = append(p.deny, inIPv4Form(pfx))
+		}
+	}
+}
+
+// AllowPrivate, when on, opens the private ranges: 10.0.0.0/8,
+// 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 (CGNAT) and fc00::/7 (IPv6
+// unique local). Loopback, link-local (the cloud metadata address),
+// multicast, NAT64, 6to4 and the other special-purpose ranges stay refused,
+// and so do the metadata endpoints inside the private ranges (AWS's
+// fd00:ec2::254, Alibaba Cloud's 100.100.100.200); [DenyCIDRs] still
+// applies. Default: off.
+func AllowPrivate(on bool) Option {
+	return func(p *Policy) { p.allowPrivate = on }
+}
+
+// AllowPorts restricts dialling to the given ports: when at least one port
+// is given, every other port is refused. Calls accumulate. Default: every
+// port.
+func AllowPorts(ports ...uint16) Option {
+	return func(p *Policy) {
+		if len(ports) == 0 {
+			return
+		}
+		if p.ports == nil {
+			p.ports = make(map[uint16]bool, len(ports))
+		}
+		for _, port := range ports {
+			p.ports[port] = true
 		}
 	}
 }
@@ -108,21 +194,57 @@ func NewPolicy(opts ...Option) *Policy {
 	return p
 }
 
-// Check returns nil if addr may be dialled, or a [*BlockedError].
+// PrivateAllowed reports whether [AllowPrivate] opened the private ranges,
+// so that a server can say so loudly at startup.
+func (p *Policy) PrivateAllowed() bool { return p.allowPrivate }
+
+// Check returns nil if addr may be dialled, or a [*BlockedError]. The
+// operator's deny list ([DenyCIDRs]) is checked first, then the allow list
+// ([AllowCIDRs]), then the built-in deny list, which [AllowPrivate] relaxes
+// for the private ranges.
 func (p *Policy) Check(addr netip.Addr) error {
 	if !addr.IsValid() {
 		return &BlockedError{Addr: addr, Reason: "invalid address"}
 	}
 	addr = addr.Unmap().WithZone("")
+	for _, pfx := range p.deny {
+		if pfx.Contains(addr) {
+			return &BlockedError{Addr: addr, Reason: "operator deny list " + pfx.String()}
+		}
+	}
 	for _, pfx := range p.allow {
 		if pfx.Contains(addr) {
 			return nil
 		}
 	}
-	if reason := deniedReason(addr); reason != "" {
-		return &BlockedError{Addr: addr, Reason: reason}
+	reason := deniedReason(addr)
+	if reason == "" {
+		return nil
 	}
-	return nil
+	if p.allowPrivate {
+		for _, r := range privateMetadata {
+			if r.prefix.Contains(addr) {
+				return &BlockedError{Addr: addr, Reason: r.reason}
+			}
+		}
+		for _, pfx := range privateRanges {
+			if pfx.Contains(addr) {
+				return nil
+			}
+		}
+	}
+	return &BlockedError{Addr: addr, Reason: reason}
+}
+
+// CheckPort returns nil if port may be dialled, or a [*BlockedError] when
+// [AllowPorts] restricts the ports and port is not among them.
+func (p *Policy) CheckPort(port uint16) error { return p.checkPort(netip.Addr{}, port) }
+
+func (p *Policy) checkPort(addr netip.Addr, port uint16) error {
+	if p.ports == nil || p.ports[port] {
+		return nil
+	}
+	return &BlockedError{Addr: addr, Port: port, Reason: fmt.Sprintf("port %d not allowed", port)}
 }
 
 // deniedReason returns why the default policy refuses addr, or "" if it
@@ -148,18 +270,22 @@ func deniedReason(addr netip.Addr) string {
 }
 
 // CheckAddress checks a "host:port" address as a dialer sees it, after name
-// resolution. A host that is not an IP address is refused.
+// resolution: the address with [Policy.Check], then the port with
+// [Policy.CheckPort]. A host that is not an IP address is refused.
 func (p *Policy) CheckAddress(address string) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return fmt.Errorf("%w: cannot parse dial address %q: %v", ErrBlocked, address, err)
 	}
-	return p.Check(ap.Addr())
+	if err := p.Check(ap.Addr()); err != nil {
+		return err
+	}
+	return p.checkPort(ap.Addr().Unmap().WithZone(""), ap.Port())
 }
 
-// Control checks the address about to be connected to; it has the signature
-// of [net.Dialer.ControlContext] and refuses, before connect, every address
-// the policy blocks.
+// Control checks the address and port about to be connected to; it has the
+// signature of [net.Dialer.ControlContext] and refuses, before connect, every
+// address and port the policy blocks.
 func (p *Policy) Control(_ context.Context, _, address string, _ syscall.RawConn) error {
 	return p.CheckAddress(address)
 }

@@ -222,3 +222,106 @@ func FuzzParseCIDRs(f *testing.F) {
 		}
 	})
 }
+
+// asciiUpper upper-cases the ASCII letters of s and nothing else.
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+// hostSpellings returns spellings of the host a normalized, non-wildcard
+// pattern names, each of which the pattern must match.
+func hostSpellings(pat string) []string {
+	out := []string{pat, pat + ".", asciiUpper(pat), asciiUpper(pat) + "."}
+	if a, err := netip.ParseAddr(pat); err == nil {
+		out = append(out, "["+pat+"]", netip.AddrFrom16(a.As16()).String())
+	}
+	return out
+}
+
+func FuzzCheckHost(f *testing.F) {
+	for _, s := range [][2]string{
+		{"example.com", "example.com"}, {"*.example.com", "a.example.com"}, {"*.example.com", "example.com"},
+		{"Example.COM.", "EXAMPLE.com."}, {"10.0.0.1", "[::ffff:10.0.0.1]"}, {"[::1]", "0::1"},
+		{"fe80::1%eth0", "fe80::1%lo"}, {"bücher.example", "BÜCHER.example."},
+		{"*.xn--bcher-kva.example", "a.bücher.example"}, {"example.com", "ｅｘａｍｐｌｅ.com"},
+		{"*", "x"}, {"a..b", ""}, {"a.*.b", "a.x.b"}, {"*.10.0.0.1", "a.10.0.0.1"}, {"example.com:80", "example.com"},
+		{"_svc.example", "_SVC.example"}, {"a", "\u0300a"}, {"x", "[::1"}, {"x", "."},
+	} {
+		f.Add(s[0], s[1])
+	}
+	fixed := []*egress.Policy{
+		egress.NewPolicy(),
+		egress.NewPolicy(egress.DenyHosts("example.com", "*.internal.test", "10.0.0.1")),
+		egress.NewPolicy(egress.AllowHosts("*.example.com", "::1"), egress.DenyHosts("secret.example.com")),
+	}
+	f.Fuzz(func(t *testing.T, pattern, host string) {
+		// No host makes a policy panic, and every refusal is a
+		// *BlockedError.
+		for _, p := range fixed {
+			if err := p.CheckHost(host); err != nil {
+				var be *egress.BlockedError
+				if !errors.As(err, &be) || !errors.Is(err, egress.ErrBlocked) || be.Reason == "" {
+					t.Fatalf("CheckHost(%q) = %T %v, want a *BlockedError matching ErrBlocked with a reason", host, err, err)
+				}
+			}
+		}
+
+		pats, err := egress.ParseHostPatterns(pattern)
+		if err != nil || len(pats) != 1 {
+			return
+		}
+		pat := pats[0]
+		deny := egress.NewPolicy(egress.DenyHosts(pat))
+		allow := egress.NewPolicy(egress.AllowHosts(pat))
+		both := egress.NewPolicy(egress.AllowHosts(pat), egress.DenyHosts(pat))
+		policies := []*egress.Policy{deny}
+		if !strings.ContainsAny(pattern, ", ") {
+			// The pattern as written, not normalized, behaves the same.
+			policies = append(policies, egress.NewPolicy(egress.DenyHosts(pattern)))
+		}
+
+		// A denied name is denied in every spelling, and deny beats allow.
+		apex, wildcard := strings.CutPrefix(pat, "*.")
+		matching := hostSpellings(pat)
+		if wildcard {
+			matching = slices.Concat(hostSpellings("a."+apex), hostSpellings("x.y."+apex))
+		}
+		for _, h := range matching {
+			for _, p := range policies {
+				if err := p.CheckHost(h); err == nil {
+					t.Errorf("CheckHost(%q) = <nil> with DenyHosts(%q), want ErrBlocked", h, pat)
+				}
+			}
+			if err := both.CheckHost(h); err == nil {
+				t.Errorf("CheckHost(%q) = <nil> with AllowHosts and DenyHosts(%q), want ErrBlocked: deny beats allow", h, pat)
+			}
+			if err := allow.CheckHost(h); err != nil {
+				t.Errorf("CheckHost(%q) = %v with AllowHosts(%q), want <nil>", h, err, pat)
+			}
+		}
+		// A wildcard does not match its apex.
+		if wildcard {
+			if err := deny.CheckHost(apex); err != nil {
+				t.Errorf("CheckHost(%q) = %v with DenyHosts(%q), want <nil>: the apex is not a subdomain", apex, err, pat)
+			}
+			if err := allow.CheckHost(apex); err == nil {
+				t.Errorf("CheckHost(%q) = <nil> with AllowHosts(%q), want ErrBlocked: the apex is not a subdomain", apex, pat)
+			}
+		}
+		// For any host, the allow list and the deny list of one pattern
+		// agree on what matches, and together they refuse everything.
+		allowErr, denyErr := allow.CheckHost(host), deny.CheckHost(host)
+		if allowErr == nil && denyErr == nil {
+			t.Errorf("CheckHost(%q) passes both AllowHosts(%q) and DenyHosts(%q), want exactly one to refuse it", host, pat, pat)
+		}
+		if err := both.CheckHost(host); err == nil {
+			t.Errorf("CheckHost(%q) = <nil> with AllowHosts and DenyHosts(%q), want ErrBlocked", host, pat)
+		}
+	})
+}

@@ -4,8 +4,13 @@
 // [Validate] checks a [fetchv1.FetchRequest] against the server's limits and
 // builds a [Job]; a job that fails validation never reaches the network.
 // [Fetcher.Fetch] performs the job through one shared, tuned
-// [net/http.Transport] whose every connection passes an [egress.Policy] at
-// dial time, reads the body through a cap, and fills a
-// [fetchv1.FetchResponse]. Failures become an [Error] with a
-// [fetchv1.ErrorCode], see [Classify].
+// [net/http.Transport]: the URL of the job and of every redirect passes the
+// [egress.Policy] host and port checks before any name is resolved, and
+// every connection passes its address check at dial time. Against hostile
+// upstreams, a job is bounded by its timeout, by an idle-read deadline on
+// its connection ([Config.IdleReadTimeout]), by a cap on the response
+// header, and by a cap on the decoded body, which is read through the cap
+// and reported truncated. Failures become an [Error] with a
+// [fetchv1.ErrorCode], see [Classify]. [LoadRootCAs] builds a root pool that
+// trusts an internal CA besides the system roots.
 package fetcher

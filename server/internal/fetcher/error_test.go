@@ -13,6 +13,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/egress"
@@ -59,9 +60,17 @@ func TestClassify(t *testing.T) {
 		{"deadline exceeded", live, urlErr(context.DeadlineExceeded), fetchv1.ErrorCode_ERROR_CODE_TIMEOUT},
 		{"job timeout cause", live, withCauseErr(context.Canceled, errJobTimeout), fetchv1.ErrorCode_ERROR_CODE_TIMEOUT},
 		{"network timeout", live, urlErr(&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}), fetchv1.ErrorCode_ERROR_CODE_TIMEOUT},
+		{"idle read timeout", live, fmt.Errorf("read body: %w", &idleReadError{timeout: time.Second,
+			err: &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}}), fetchv1.ErrorCode_ERROR_CODE_TIMEOUT},
+		{"idle read timeout before the head", live, urlErr(&idleReadError{timeout: time.Second,
+			err: &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}}), fetchv1.ErrorCode_ERROR_CODE_TIMEOUT},
 		{"context canceled", live, urlErr(context.Canceled), fetchv1.ErrorCode_ERROR_CODE_CANCELLED},
 		{"blocked", live, urlErr(&net.OpError{Op: "dial", Net: "tcp", Err: blocked}), fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
 		{"ErrBlocked wrapped", live, fmt.Errorf("dial: %w", egress.ErrBlocked), fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
+		{"port blocked", live, urlErr(&net.OpError{Op: "dial", Net: "tcp", Err: &egress.BlockedError{
+			Addr: netip.MustParseAddr("8.8.8.8"), Port: 22, Reason: "port 22 not allowed"}}), fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
+		{"redirect to a denied host", live, urlErr(&Error{Code: fetchv1.ErrorCode_ERROR_CODE_BLOCKED, Err: fmt.Errorf("redirect: %w",
+			&egress.BlockedError{Host: "denied.test", Reason: "host deny list denied.test"})}), fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
 		{"*Error passes its code", live, urlErr(&Error{Code: fetchv1.ErrorCode_ERROR_CODE_REDIRECT_REFUSED, Err: errors.New("stopped after 10 redirects")}), fetchv1.ErrorCode_ERROR_CODE_REDIRECT_REFUSED},
 		{"*Error INTERNAL passes", live, &Error{Code: fetchv1.ErrorCode_ERROR_CODE_INTERNAL, Err: errors.New("bug")}, fetchv1.ErrorCode_ERROR_CODE_INTERNAL},
 		{"response headers too big", live, urlErr(errors.New("net/http: server response headers exceeded 4096 bytes; aborted")), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},

@@ -10,7 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -25,8 +28,10 @@ import (
 // Config configures a [Fetcher]. The zero value works: public addresses only,
 // the defaults below.
 type Config struct {
-	// Policy guards every dial. Default: egress.NewPolicy(), public
-	// addresses only.
+	// Policy guards every request: its host name lists and ports are
+	// checked on the URL of the job and of every redirect before anything
+	// is resolved, and its address and port checks on every dial. Default:
+	// egress.NewPolicy(), public addresses only.
 	Policy *egress.Policy
 	// Conns sizes the idle connection pool, normally the server's
 	// concurrency. Default 256.
@@ -40,14 +45,28 @@ type Config struct {
 	DialTimeout time.Duration
 	// TLSHandshakeTimeout bounds each TLS handshake. Default 10s.
 	TLSHandshakeTimeout time.Duration
-	// RootCAs, when set, replaces the system roots for upstream TLS.
+	// IdleReadTimeout fails a job with ERROR_CODE_TIMEOUT when its upstream
+	// connection delivers no byte for this long while the job waits for
+	// the response head or reads the body, however long the job's own
+	// timeout: an upstream that drips one byte a minute does not hold a
+	// worker. It covers TLS connections (it watches the TCP connection
+	// under TLS). An HTTP/2 connection is shared: it times out, failing
+	// every job on it, only when the whole connection is silent. Default
+	// 30s; a negative value turns it off.
+	IdleReadTimeout time.Duration
+	// ResponseHeaderTimeout, when positive, bounds the wait for the
+	// response head once the request is written. Default 0: only the job
+	// timeout and IdleReadTimeout apply.
+	ResponseHeaderTimeout time.Duration
+	// RootCAs, when set, replaces the system roots for upstream TLS; see
+	// [LoadRootCAs] to add an internal CA to the system roots.
 	RootCAs *x509.CertPool
 	// UserAgent is sent when the job sets none. Default "fetchd".
 	UserAgent string
 	// Resolver resolves host names. Default: net.DefaultResolver.
 	Resolver *net.Resolver
 	// TracerProvider, when set, traces each request as an HTTP client span
-	// and propagates the trace context (W3C traceparent and baggage) to
+	// and propagates the trace context (W3C traceparent, not baggage) to
 	// the upstream. Default: no tracing, no extra cost.
 	TracerProvider trace.TracerProvider
 }
@@ -57,8 +76,10 @@ type Config struct {
 type Fetcher struct {
 	client       *http.Client
 	transport    *http.Transport
+	policy       *egress.Policy
 	maxRedirects int
 	userAgent    string
+	idleRead     time.Duration // 0: no idle-read deadline
 }
 
 // New returns a Fetcher for cfg.
@@ -87,17 +108,34 @@ func New(cfg Config) *Fetcher {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "fetchd"
 	}
+	switch {
+	case cfg.IdleReadTimeout == 0:
+		cfg.IdleReadTimeout = 30 * time.Second
+	case cfg.IdleReadTimeout < 0:
+		cfg.IdleReadTimeout = 0
+	}
 	dialer := &net.Dialer{
 		Timeout:        cfg.DialTimeout,
 		KeepAlive:      30 * time.Second,
 		ControlContext: cfg.Policy.Control,
 		Resolver:       cfg.Resolver,
 	}
+	dial := dialer.DialContext
+	if d := cfg.IdleReadTimeout; d > 0 {
+		dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, timeout: d}, nil
+		}
+	}
 	tr := &http.Transport{
 		Proxy:                  nil, // never from the environment: the guard must see the target
-		DialContext:            dialer.DialContext,
+		DialContext:            dial,
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs},
 		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
+		ResponseHeaderTimeout:  max(cfg.ResponseHeaderTimeout, 0),
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           max(cfg.Conns, 100),
 		MaxIdleConnsPerHost:    cfg.Conns,
@@ -105,12 +143,19 @@ func New(cfg Config) *Fetcher {
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
 	}
-	f := &Fetcher{transport: tr, maxRedirects: cfg.MaxRedirects, userAgent: cfg.UserAgent}
+	f := &Fetcher{
+		transport:    tr,
+		policy:       cfg.Policy,
+		maxRedirects: cfg.MaxRedirects,
+		userAgent:    cfg.UserAgent,
+		idleRead:     cfg.IdleReadTimeout,
+	}
 	var rt http.RoundTripper = tr
 	if cfg.TracerProvider != nil {
 		rt = otelhttp.NewTransport(tr,
 			otelhttp.WithTracerProvider(cfg.TracerProvider),
-			otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
+			// traceparent only: the caller's baggage is not for upstreams.
+			otelhttp.WithPropagators(propagation.TraceContext{}))
 	}
 	f.client = &http.Client{Transport: rt, CheckRedirect: f.checkRedirect}
 	return f
@@ -122,11 +167,20 @@ func (f *Fetcher) Close() { f.transport.CloseIdleConnections() }
 // errJobTimeout is the cause of a job context whose timeout expired.
 var errJobTimeout = errors.New("job timeout expired")
 
-// Fetch performs job, which it may modify (it sets a default User-Agent),
-// and fills the result fields of resp: status, headers,
-// body, truncated, final URL, duration and, when no complete response was
-// obtained, error. It returns when the body has been read or the job
-// failed; ctx cancels it.
+// Fetch performs job, which it may modify (it sets a default User-Agent and
+// drops Accept-Encoding), and fills the result fields of resp: status,
+// headers, body, truncated, final URL, duration and, when no complete
+// response was obtained, error. It returns when the body has been read or
+// the job failed; ctx cancels it.
+//
+// The host and port of the job's URL and of every redirect must pass the
+// policy's URL checks ([egress.Policy.CheckHost], [egress.Policy.CheckPort])
+// before anything is resolved, else the job fails with ERROR_CODE_BLOCKED.
+//
+// A caller's Accept-Encoding is dropped: the transport asks for gzip itself
+// and decodes it, so the body is returned decoded and the body cap always
+// applies to the decoded size (a gzip bomb is small on the wire). An
+// encoding the upstream sends unasked is returned as received, capped.
 func (f *Fetcher) Fetch(ctx context.Context, job *Job, resp *fetchv1.FetchResponse) {
 	start := time.Now()
 	err := f.fetch(ctx, job, resp)
@@ -137,8 +191,16 @@ func (f *Fetcher) Fetch(ctx context.Context, job *Job, resp *fetchv1.FetchRespon
 }
 
 func (f *Fetcher) fetch(parent context.Context, job *Job, resp *fetchv1.FetchResponse) error {
+	if err := f.checkURL(job.URL); err != nil {
+		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_BLOCKED, Err: err}
+	}
 	ctx, cancel := context.WithTimeoutCause(parent, job.Timeout, errJobTimeout)
 	defer cancel()
+	if f.idleRead > 0 {
+		conns := &jobConns{}
+		defer conns.releaseAll()
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: conns.gotConn})
+	}
 
 	var body io.Reader
 	if len(job.Body) > 0 {
@@ -155,6 +217,9 @@ func (f *Fetcher) fetch(parent context.Context, job *Job, resp *fetchv1.FetchRes
 	if _, ok := req.Header["User-Agent"]; !ok {
 		req.Header["User-Agent"] = []string{f.userAgent}
 	}
+	// With no Accept-Encoding of ours the transport asks for gzip and
+	// decodes it, so that the cap below counts decoded bytes.
+	delete(req.Header, "Accept-Encoding")
 	hr, err := f.client.Do(req)
 	if err != nil {
 		return withCause(ctx, err)
@@ -182,7 +247,9 @@ func withCause(ctx context.Context, err error) error {
 }
 
 // readCapped reads r up to max bytes and reports whether more were there.
-// A non-positive max means no cap beyond memory.
+// A non-positive max means no cap beyond memory. The buffer grows
+// geometrically but never past max+1 bytes: the byte after the cap only
+// tells that the body is longer.
 func readCapped(r io.Reader, contentLength, max int64) ([]byte, bool, error) {
 	limit := max
 	if limit <= 0 {
@@ -192,27 +259,26 @@ func readCapped(r io.Reader, contentLength, max int64) ([]byte, bool, error) {
 	if contentLength >= 0 {
 		// Trust the upstream's Content-Length only up to 64 KiB: it may lie.
 		// +1 so that the read that meets EOF needs no growth.
-		size = min(contentLength, limit, 64<<10) + 1
+		size = min(contentLength, 64<<10) + 1
 	}
-	buf := make([]byte, 0, size)
-	lr := io.LimitReader(r, limit+1)
+	buf := make([]byte, 0, min(size, limit+1))
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit+1))
+			copy(grown, buf)
+			buf = grown
 		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
+		n, err := r.Read(buf[len(buf):min(int64(cap(buf)), limit+1)])
 		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return buf[:min(int64(len(buf)), limit)], false, err
+		switch {
+		case int64(len(buf)) > limit:
+			return buf[:limit], true, nil
+		case err == io.EOF:
+			return buf, false, nil
+		case err != nil:
+			return buf, false, err
 		}
 	}
-	if int64(len(buf)) > limit {
-		return buf[:limit], true, nil
-	}
-	return buf, false, nil
 }
 
 // headersProto converts h to repeated headers sorted by name, keeping every
@@ -243,8 +309,9 @@ func headersProto(h http.Header) []*fetchv1.Header {
 var keptOnHostChange = map[string]bool{"Accept": true, "Accept-Language": true, "User-Agent": true}
 
 // checkRedirect caps redirect hops, refuses schemes other than http and
-// https, and, when the host changes, drops caller headers and refuses to
-// resend a request body. Each hop dials anew through the egress guard.
+// https and hosts or ports the policy refuses, and, when the host changes,
+// drops caller headers and refuses to resend a request body. Each hop dials
+// anew through the egress guard.
 func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > f.maxRedirects {
 		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_REDIRECT_REFUSED,
@@ -253,6 +320,9 @@ func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_REDIRECT_REFUSED,
 			Err: fmt.Errorf("redirect to scheme %q refused", req.URL.Scheme)}
+	}
+	if err := f.checkURL(req.URL); err != nil {
+		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_BLOCKED, Err: fmt.Errorf("redirect: %w", err)}
 	}
 	if req.URL.Host != via[0].URL.Host {
 		if req.Body != nil && req.Body != http.NoBody {
@@ -266,4 +336,26 @@ func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 		}
 	}
 	return nil
+}
+
+// checkURL applies the policy's URL checks to u, before any name is
+// resolved: the host name lists, then the port (the scheme's default if u
+// names none). A port that does not parse is left to the transport to
+// refuse.
+func (f *Fetcher) checkURL(u *url.URL) error {
+	if err := f.policy.CheckHost(u.Hostname()); err != nil {
+		return err
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil
+	}
+	return f.policy.CheckPort(uint16(n))
 }

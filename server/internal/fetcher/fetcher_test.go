@@ -79,8 +79,18 @@ func startTLS(tb testing.TB, h http.HandlerFunc) (*httptest.Server, *atomic.Int6
 
 func startServer(tb testing.TB, h http.HandlerFunc, useTLS bool) (*httptest.Server, *atomic.Int64) {
 	tb.Helper()
+	return startServerOn(tb, nil, h, useTLS)
+}
+
+// startServerOn is startServer on ln, or on 127.0.0.1 if ln is nil.
+func startServerOn(tb testing.TB, ln net.Listener, h http.HandlerFunc, useTLS bool) (*httptest.Server, *atomic.Int64) {
+	tb.Helper()
 	conns := new(atomic.Int64)
 	srv := httptest.NewUnstartedServer(h)
+	if ln != nil {
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
 	srv.Config.ErrorLog = quietLog
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -977,19 +987,27 @@ func gzipped(tb testing.TB, b []byte) []byte {
 	return buf.Bytes()
 }
 
+// TestFetchGzip: gzip is decoded and the body cap counts decoded bytes,
+// whatever Accept-Encoding the caller sent: the caller's is dropped so that
+// the transport asks for gzip itself and decodes it.
 func TestFetchGzip(t *testing.T) {
 	t.Parallel()
 	small := []byte(strings.Repeat("hello, gzip ", 100))
 	bomb := make([]byte, 10<<20) // 10 MiB of zeros
 	tests := []struct {
-		name          string
-		decoded       []byte
-		maxBody       int64
-		wantLen       int
-		wantTruncated bool
+		name           string
+		decoded        []byte
+		acceptEncoding string // sent by the caller; "" for none
+		maxBody        int64
+		wantLen        int
+		wantTruncated  bool
 	}{
-		{"decoded", small, 1 << 20, len(small), false},
-		{"bomb capped after decoding", bomb, 64 << 10, 64 << 10, true},
+		{"decoded", small, "", 1 << 20, len(small), false},
+		{"decoded, caller asked for gzip", small, "gzip", 1 << 20, len(small), false},
+		{"bomb capped after decoding", bomb, "", 64 << 10, 64 << 10, true},
+		{"bomb capped after decoding, caller asked for gzip", bomb, "gzip", 64 << 10, 64 << 10, true},
+		{"bomb capped after decoding, caller asked for GZIP;q=1, br", bomb, "GZIP;q=1, br", 64 << 10, 64 << 10, true},
+		{"bomb capped after decoding, caller asked for identity", bomb, "identity", 64 << 10, 64 << 10, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -998,9 +1016,9 @@ func TestFetchGzip(t *testing.T) {
 			if len(wire) > 16<<10 {
 				t.Fatalf("gzip of %d bytes is %d bytes, want a small body on the wire", len(tt.decoded), len(wire))
 			}
-			acceptEncoding := make(chan string, 1)
+			acceptEncoding := make(chan []string, 1)
 			srv, _ := startHTTP(t, func(w http.ResponseWriter, r *http.Request) {
-				acceptEncoding <- r.Header.Get("Accept-Encoding")
+				acceptEncoding <- r.Header.Values("Accept-Encoding")
 				w.Header().Set("Content-Encoding", "gzip")
 				w.Header().Set("Content-Length", fmt.Sprint(len(wire)))
 				w.Write(wire)
@@ -1008,7 +1026,11 @@ func TestFetchGzip(t *testing.T) {
 			f := loopbackFetcher(t)
 			lim := testLimits
 			lim.MaxBodyBytes = tt.maxBody
-			resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, lim)
+			req := &fetchv1.FetchRequest{Url: srv.URL}
+			if tt.acceptEncoding != "" {
+				req.Headers = hdrs("Accept-Encoding", tt.acceptEncoding)
+			}
+			resp := doFetch(testCtx(t), t, f, req, lim)
 			wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 			if len(resp.GetBody()) != tt.wantLen || resp.GetTruncated() != tt.wantTruncated {
 				t.Errorf("Fetch(%q) = %d bytes, truncated %v; want %d, %v (%d bytes on the wire)",
@@ -1017,8 +1039,11 @@ func TestFetchGzip(t *testing.T) {
 			if !bytes.Equal(resp.GetBody(), tt.decoded[:tt.wantLen]) {
 				t.Errorf("Fetch(%q) body is not the decoded body", srv.URL)
 			}
-			if ae := <-acceptEncoding; ae != "gzip" {
-				t.Errorf("upstream Accept-Encoding = %q, want the transport's %q", ae, "gzip")
+			if ce := headerValues(resp, "Content-Encoding"); len(ce) != 0 {
+				t.Errorf("Fetch(%q) Content-Encoding = %q, want none: the body is decoded", srv.URL, ce)
+			}
+			if ae := <-acceptEncoding; !slices.Equal(ae, []string{"gzip"}) {
+				t.Errorf("upstream Accept-Encoding = %q, want only the transport's %q", ae, "gzip")
 			}
 		})
 	}

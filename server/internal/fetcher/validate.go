@@ -53,6 +53,10 @@ var forbiddenHeaders = map[string]bool{
 
 // Validate checks req against lim and returns the job to fetch, or an
 // [*Error] with code ERROR_CODE_INVALID_REQUEST saying what is wrong.
+//
+// An Accept-Encoding header is accepted but not sent: [Fetcher.Fetch] drops
+// it and lets the transport ask for gzip and decode it, so that results are
+// always decoded and MaxBodyBytes caps the decoded size.
 func Validate(req *fetchv1.FetchRequest, lim Limits) (*Job, error) {
 	job, err := validate(req, lim)
 	if err != nil {

@@ -1,0 +1,130 @@
+package fetcher
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http/httptrace"
+	"os"
+	"sync"
+	"time"
+)
+
+// idleConn is an upstream TCP connection, under TLS if any, whose reads fail
+// after timeout without a byte while a job uses it: a read deadline is set
+// before every Read, so it measures silence, not the length of the
+// response. While no job uses the connection (idle in the pool, where the
+// transport keeps a read pending to notice the upstream closing it) reads
+// have no deadline, so pooled connections live out their idle timeout.
+type idleConn struct {
+	net.Conn
+	timeout time.Duration
+
+	mu    sync.Mutex // guards users and the read deadline
+	users int        // jobs using the connection: one for HTTP/1, any number for HTTP/2
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	c.rearm()
+	n, err := c.Conn.Read(b)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = &idleReadError{timeout: c.timeout, err: err}
+	}
+	return n, err
+}
+
+// rearm moves the read deadline to timeout from now, if a job uses the
+// connection. It costs a lock and a timer update, no system call: about 4%
+// of a 4 KiB read on loopback (BenchmarkIdleConn).
+func (c *idleConn) rearm() {
+	c.mu.Lock()
+	if c.users > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	}
+	c.mu.Unlock()
+}
+
+// acquire marks the connection used by one more job and arms the deadline,
+// for the read the transport may already have pending.
+func (c *idleConn) acquire() {
+	c.mu.Lock()
+	c.users++
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	c.mu.Unlock()
+}
+
+// release undoes acquire; the last user clears the deadline, pending read
+// included.
+func (c *idleConn) release() {
+	c.mu.Lock()
+	c.users--
+	if c.users == 0 {
+		c.Conn.SetReadDeadline(time.Time{})
+	}
+	c.mu.Unlock()
+}
+
+// idleReadError is the error of a read that met the idle-read deadline. Like
+// the deadline error it wraps, it is a temporary [net.Error] timeout.
+type idleReadError struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e *idleReadError) Error() string {
+	return fmt.Sprintf("upstream sent nothing for %v: %v", e.timeout, e.err)
+}
+func (e *idleReadError) Unwrap() error   { return e.err }
+func (e *idleReadError) Timeout() bool   { return true }
+func (e *idleReadError) Temporary() bool { return true }
+
+// jobConns holds the connections one job uses, learnt from
+// [httptrace.ClientTrace.GotConn], so that their idle-read deadlines apply
+// exactly while the job runs.
+type jobConns struct {
+	mu    sync.Mutex // guards conns and done
+	conns []*idleConn
+	done  bool
+}
+
+// gotConn acquires the connection of the job's next request. The previous
+// hop's response is over by then (the client closes it before following a
+// redirect), so its connection is released.
+func (j *jobConns) gotConn(info httptrace.GotConnInfo) {
+	c := asIdleConn(info.Conn)
+	if c == nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.done {
+		return
+	}
+	c.acquire()
+	for _, old := range j.conns {
+		old.release()
+	}
+	j.conns = append(j.conns[:0], c)
+}
+
+// releaseAll releases every connection held, once the job is over.
+func (j *jobConns) releaseAll() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.done = true
+	for _, c := range j.conns {
+		c.release()
+	}
+	j.conns = nil
+}
+
+// asIdleConn returns the idleConn under c, which the transport hands out
+// as dialled or wrapped in TLS; nil if there is none.
+func asIdleConn(c net.Conn) *idleConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	ic, _ := c.(*idleConn)
+	return ic
+}
