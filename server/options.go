@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fetchd/fetchd/server/internal/egress"
+	"github.com/fetchd/fetchd/server/internal/fetcher"
 )
 
 // Defaults of the [Option] values.
@@ -23,6 +24,7 @@ const (
 	DefaultMaxResponseHeaderBytes = 64 << 10
 	DefaultUserAgent              = "fetchd"
 	DefaultStreamQueue            = 8192
+	DefaultIdleReadTimeout        = 30 * time.Second
 	DefaultHostConcurrency        = 16
 	DefaultRetryAttempts          = 3
 	DefaultMaxRetryAttempts       = 10
@@ -40,6 +42,12 @@ type options struct {
 	maxRedirects           int
 	maxResponseHeaderBytes int64
 	allowCIDRs             []netip.Prefix
+	denyCIDRs              []netip.Prefix
+	allowPrivate           bool
+	allowPorts             []uint16
+	allowHosts             []string
+	denyHosts              []string
+	idleReadTimeout        time.Duration
 	rootCAs                *x509.CertPool
 	userAgent              string
 	logger                 *slog.Logger
@@ -66,6 +74,7 @@ var defaultOptions = options{
 	maxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
 	userAgent:              DefaultUserAgent,
 	streamQueue:            DefaultStreamQueue,
+	idleReadTimeout:        DefaultIdleReadTimeout,
 	hostConcurrency:        DefaultHostConcurrency,
 	dedup:                  true,
 	retryAttempts:          DefaultRetryAttempts,
@@ -243,6 +252,63 @@ func WithMaxResponseHeaderBytes(n int64) Option {
 func WithAllowCIDRs(prefixes ...netip.Prefix) Option {
 	return func(o *options) { o.allowCIDRs = append(o.allowCIDRs, prefixes...) }
 }
+
+// WithDenyCIDRs refuses address ranges even when they are public or opened
+// by [WithAllowCIDRs] or [WithAllowPrivate]. It adds to earlier calls.
+// Default: none.
+func WithDenyCIDRs(prefixes ...netip.Prefix) Option {
+	return func(o *options) { o.denyCIDRs = append(o.denyCIDRs, prefixes...) }
+}
+
+// WithAllowPrivate opens the private ranges (10/8, 172.16/12, 192.168/16,
+// CGNAT 100.64/10 and fc00::/7), but not loopback, link-local or the cloud
+// metadata addresses, for deployments whose upstreams are internal.
+// Default false.
+func WithAllowPrivate(on bool) Option {
+	return func(o *options) { o.allowPrivate = on }
+}
+
+// WithAllowPorts refuses every destination port but these, on the URL and
+// on every redirect hop. It adds to earlier calls. Default: all ports.
+func WithAllowPorts(ports ...uint16) Option {
+	return func(o *options) { o.allowPorts = append(o.allowPorts, ports...) }
+}
+
+// WithAllowHosts refuses every host name that matches none of the patterns
+// ("example.com", or "*.example.com" for its subdomains), checked on the URL
+// and every redirect hop. Patterns must come from [ParseHostPatterns]. It
+// adds to earlier calls. Default: every host.
+func WithAllowHosts(patterns ...string) Option {
+	return func(o *options) { o.allowHosts = append(o.allowHosts, patterns...) }
+}
+
+// WithDenyHosts refuses host names matching the patterns, even when an
+// allow list matches them too. Patterns must come from
+// [ParseHostPatterns]. It adds to earlier calls. Default: none.
+func WithDenyHosts(patterns ...string) Option {
+	return func(o *options) { o.denyHosts = append(o.denyHosts, patterns...) }
+}
+
+// ParseHostPatterns validates and normalises host name patterns for
+// [WithAllowHosts] and [WithDenyHosts]: each element holds one or more
+// separated by commas or spaces.
+func ParseHostPatterns(list ...string) ([]string, error) { return egress.ParseHostPatterns(list...) }
+
+// WithIdleReadTimeout fails a job with ERROR_CODE_TIMEOUT when its upstream
+// sends nothing for this long, headers or body, however long the job's own
+// timeout; 0 turns it off. Negative values are ignored. Default
+// [DefaultIdleReadTimeout] (30s).
+func WithIdleReadTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.idleReadTimeout = d
+		}
+	}
+}
+
+// LoadRootCAs returns the system roots plus the certificates in a PEM
+// file, for [WithUpstreamRootCAs].
+func LoadRootCAs(pemFile string) (*x509.CertPool, error) { return fetcher.LoadRootCAs(pemFile) }
 
 // WithUpstreamRootCAs sets the certificate authorities trusted for upstream
 // TLS. Default: the system roots.

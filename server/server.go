@@ -64,8 +64,24 @@ func New(opts ...Option) *Server {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
+	idle := o.idleReadTimeout
+	if idle == 0 {
+		idle = -1 // fetcher.Config: negative turns it off
+	}
+	policy := egress.NewPolicy(
+		egress.AllowCIDRs(o.allowCIDRs...),
+		egress.DenyCIDRs(o.denyCIDRs...),
+		egress.AllowPrivate(o.allowPrivate),
+		egress.AllowPorts(o.allowPorts...),
+		egress.AllowHosts(o.allowHosts...),
+		egress.DenyHosts(o.denyHosts...),
+	)
+	if policy.PrivateAllowed() {
+		o.logger.Warn("egress policy opens the private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): callers can reach internal services")
+	}
 	f := fetcher.New(fetcher.Config{
-		Policy:                 egress.NewPolicy(egress.AllowCIDRs(o.allowCIDRs...)),
+		Policy:                 policy,
+		IdleReadTimeout:        idle,
 		Conns:                  o.concurrency,
 		MaxRedirects:           redirectsConfig(o.maxRedirects),
 		MaxResponseHeaderBytes: o.maxResponseHeaderBytes,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,13 @@ type config struct {
 	concurrency          int
 	streamWindow         int
 	allowCIDRs           []netip.Prefix
+	denyCIDRs            []netip.Prefix
+	allowPrivate         bool
+	allowPorts           []uint16
+	allowHosts           []string
+	denyHosts            []string
+	idleReadTimeout      time.Duration
+	upstreamCAFile       string
 	maxBodyBytes         int64
 	defaultTimeout       time.Duration
 	maxTimeout           time.Duration
@@ -71,6 +79,61 @@ func (c cidrList) Set(s string) error {
 	return nil
 }
 
+// hostList is a repeatable flag of host name patterns, also
+// comma-separated.
+type hostList struct{ patterns *[]string }
+
+func (h hostList) String() string {
+	if h.patterns == nil {
+		return ""
+	}
+	return strings.Join(*h.patterns, ",")
+}
+
+func (h hostList) Set(s string) error {
+	ps, err := server.ParseHostPatterns(s)
+	if err != nil {
+		return err
+	}
+	*h.patterns = append(*h.patterns, ps...)
+	return nil
+}
+
+// portList is a repeatable flag of ports, also comma-separated.
+type portList struct{ ports *[]uint16 }
+
+func (p portList) String() string {
+	if p.ports == nil {
+		return ""
+	}
+	parts := make([]string, len(*p.ports))
+	for i, port := range *p.ports {
+		parts[i] = strconv.Itoa(int(port))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p portList) Set(s string) error {
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		n, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || n == 0 {
+			return fmt.Errorf("bad port %q", f)
+		}
+		*p.ports = append(*p.ports, uint16(n))
+	}
+	return nil
+}
+
+// isList reports whether a flag adds up its values, from the command line
+// and the environment both.
+func isList(v flag.Value) bool {
+	switch v.(type) {
+	case cidrList, hostList, portList:
+		return true
+	}
+	return false
+}
+
 // envName is the environment fallback of a flag: FETCHD_ and its name in
 // upper case with dashes as underscores.
 func envName(flagName string) string {
@@ -85,6 +148,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&cfg.concurrency, "concurrency", server.DefaultConcurrency, "most fetches in flight at once, across all streams (the worker pool)")
 	fs.IntVar(&cfg.streamWindow, "stream-window", server.DefaultStreamWindow, "most jobs one stream may have in flight plus results waiting to be sent")
 	fs.Var(cidrList{&cfg.allowCIDRs}, "allow-cidr", "open a `CIDR` range the egress policy denies by default, e.g. 127.0.0.0/8 (repeatable, or comma-separated)")
+	fs.Var(cidrList{&cfg.denyCIDRs}, "deny-cidr", "refuse a `CIDR` range even if public or allowed (repeatable, or comma-separated)")
+	fs.BoolVar(&cfg.allowPrivate, "allow-private", false, "open the private ranges 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 (not loopback, link-local or cloud metadata): only for internal deployments")
+	fs.Var(portList{&cfg.allowPorts}, "allow-port", "refuse every destination `port` but these (repeatable, or comma-separated; default: all)")
+	fs.Var(hostList{&cfg.allowHosts}, "allow-host", "refuse every host name but these `patterns`: example.com, *.example.com (repeatable, or comma-separated; default: all)")
+	fs.Var(hostList{&cfg.denyHosts}, "deny-host", "refuse host names matching these `patterns`, even if allowed (repeatable, or comma-separated)")
+	fs.DurationVar(&cfg.idleReadTimeout, "idle-read-timeout", server.DefaultIdleReadTimeout, "fail a job whose upstream sends nothing for this long (0: off)")
+	fs.StringVar(&cfg.upstreamCAFile, "upstream-ca-file", "", "trust the CA certificates in this PEM `file` for upstream TLS, besides the system roots")
 	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "response body cap per job; longer bodies are truncated. Keep it below the callers' gRPC receive limit (4 MiB by default)")
 	fs.DurationVar(&cfg.defaultTimeout, "default-timeout", server.DefaultTimeout, "timeout of a job that sets none")
 	fs.DurationVar(&cfg.maxTimeout, "max-timeout", server.DefaultMaxTimeout, "longest timeout a job may ask for")
@@ -133,8 +203,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		_, isList := f.Value.(cidrList)
-		if onCommandLine[f.Name] && !isList {
+		if onCommandLine[f.Name] && !isList(f.Value) {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
@@ -164,6 +233,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-max-redirects %d: must not be negative", cfg.maxRedirects)
 	case cfg.drainTimeout < 0:
 		return nil, fmt.Errorf("-drain-timeout %v: must not be negative", cfg.drainTimeout)
+	case cfg.idleReadTimeout < 0:
+		return nil, fmt.Errorf("-idle-read-timeout %v: must not be negative", cfg.idleReadTimeout)
 	case cfg.streamQueue < 1:
 		return nil, fmt.Errorf("-stream-queue %d: must be at least 1", cfg.streamQueue)
 	case cfg.hostConcurrency < 0 || cfg.hostRate < 0:
@@ -198,8 +269,22 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-func (c *config) serverOptions(logger *slog.Logger) []server.Option {
-	return []server.Option{
+func (c *config) serverOptions(logger *slog.Logger) ([]server.Option, error) {
+	var extra []server.Option
+	if c.upstreamCAFile != "" {
+		pool, err := server.LoadRootCAs(c.upstreamCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("-upstream-ca-file: %w", err)
+		}
+		extra = append(extra, server.WithUpstreamRootCAs(pool))
+	}
+	return append(extra,
+		server.WithDenyCIDRs(c.denyCIDRs...),
+		server.WithAllowPrivate(c.allowPrivate),
+		server.WithAllowPorts(c.allowPorts...),
+		server.WithAllowHosts(c.allowHosts...),
+		server.WithDenyHosts(c.denyHosts...),
+		server.WithIdleReadTimeout(c.idleReadTimeout),
 		server.WithConcurrency(c.concurrency),
 		server.WithStreamWindow(c.streamWindow),
 		server.WithAllowCIDRs(c.allowCIDRs...),
@@ -216,5 +301,5 @@ func (c *config) serverOptions(logger *slog.Logger) []server.Option {
 		server.WithRetryBackoff(c.retryBackoff, c.maxRetryBackoff),
 		server.WithMaxRetryAfter(c.maxRetryAfter),
 		server.WithLogger(logger),
-	}
+	), nil
 }

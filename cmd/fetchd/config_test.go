@@ -4,7 +4,15 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
 	"testing"
+
+	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
 // TestFlagBeatsEnv checks that a flag on the command line is used, and a
@@ -30,5 +38,49 @@ func TestFlagBeatsEnv(t *testing.T) {
 	}
 	if _, err := parseConfig(nil, getenv, io.Discard); err == nil {
 		t.Error("parseConfig with FETCHD_CONCURRENCY=abc and no flag = nil, want an error")
+	}
+}
+
+// TestEgressFlags runs fetchd in process with each egress flag and checks
+// the job it refuses or lets through.
+func TestEgressFlags(t *testing.T) {
+	up := testupstream.New(t)
+	port := up.Listener.Addr().(*net.TCPAddr).Port
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode fetchv1.ErrorCode
+	}{
+		{"allowed", []string{"-allow-cidr", "127.0.0.0/8"}, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED},
+		{"deny-cidr beats allow-cidr", []string{"-allow-cidr", "127.0.0.0/8", "-deny-cidr", "127.0.0.1/32"}, fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
+		{"allow-port other", []string{"-allow-cidr", "127.0.0.0/8", "-allow-port", "443,8443"}, fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
+		{"allow-port this", []string{"-allow-cidr", "127.0.0.0/8", "-allow-port", strconv.Itoa(port)}, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED},
+		{"deny-host", []string{"-allow-cidr", "127.0.0.0/8", "-deny-host", "127.0.0.1"}, fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
+		{"allow-host other", []string{"-allow-cidr", "127.0.0.0/8", "-allow-host", "*.example.com"}, fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
+		{"allow-private keeps loopback closed", []string{"-allow-private"}, fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startRun(t, env(nil), tt.args...)
+			res := fetchOne(t, r.addr, up.URL+"/?tag="+url.QueryEscape(tt.name))
+			if got := res.GetError().GetCode(); got != tt.wantCode {
+				t.Errorf("fetch with %v: error %v, want %v", tt.args, res.GetError(), tt.wantCode)
+			}
+			if tt.name == "allow-private keeps loopback closed" && !strings.Contains(r.log.String(), "opens the private ranges") {
+				t.Errorf("-allow-private logged no warning:\n%s", r.log.String())
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"-allow-port", "0"}, {"-allow-port", "http"}, {"-deny-host", "*.1.2.3.4"},
+		{"-upstream-ca-file", "/nonexistent.pem"}, {"-idle-read-timeout", "-1s"},
+	} {
+		cfg, err := parseConfig(args, env(nil), io.Discard)
+		if err == nil {
+			_, err = cfg.serverOptions(slog.New(slog.DiscardHandler))
+		}
+		if err == nil {
+			t.Errorf("fetchd %v: no error, want one", args)
+		}
 	}
 }

@@ -23,7 +23,11 @@ import (
 // and after cfg.drainTimeout whatever is left is cut off.
 func serve(ctx context.Context, cfg *config, getenv func(string) string, logger *slog.Logger) error {
 	reg, srvMetrics := newRegistry()
-	sopts := append(cfg.serverOptions(logger), server.WithMetrics(reg))
+	sopts, err := cfg.serverOptions(logger)
+	if err != nil {
+		return err
+	}
+	sopts = append(sopts, server.WithMetrics(reg))
 	var tp trace.TracerProvider // nil: no tracing
 	if tracingEnabled(getenv) {
 		sdkTP, err := newTracerProvider(ctx)
