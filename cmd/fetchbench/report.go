@@ -1,0 +1,250 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// ratioKind says how a row compares fetchd with the baseline.
+type ratioKind int
+
+const (
+	ratioRate  ratioKind = iota // fetchd results/s ÷ baseline results/s: above 1, fetchd is faster
+	ratioTime                   // fetchd wall time ÷ baseline wall time: below 1, fetchd is faster
+	ratioFirst                  // fetchd time to first result ÷ the baseline's
+)
+
+// row is one workload (or one sweep point), through fetchd and through the
+// baseline.
+type row struct {
+	workload string // its -workloads name
+	label    string
+	conc     int
+	ratio    ratioKind
+	fetchd   side
+	baseline side
+}
+
+func (r row) ratioCell() string {
+	switch r.ratio {
+	case ratioRate:
+		return fmt.Sprintf("%.2f× rate", rate(r.fetchd)/rate(r.baseline))
+	case ratioTime:
+		return fmt.Sprintf("%.2f× time", r.fetchd.wall.Seconds()/r.baseline.wall.Seconds())
+	default:
+		return fmt.Sprintf("%.2f× first", r.fetchd.first.Seconds()/r.baseline.first.Seconds())
+	}
+}
+
+func (r row) cells() []string {
+	wallF, wallB := fmtDur(r.fetchd.wall), fmtDur(r.baseline.wall)
+	rateF, rateB := fmt.Sprintf("%.0f", rate(r.fetchd)), fmt.Sprintf("%.0f", rate(r.baseline))
+	if r.ratio == ratioFirst {
+		wallF, wallB = fmtDur(r.fetchd.first), fmtDur(r.baseline.first)
+		rateF, rateB = "-", "-"
+	}
+	return []string{
+		r.workload, r.label, fmt.Sprint(r.fetchd.jobs), fmt.Sprint(r.conc),
+		wallF, wallB, rateF, rateB, r.ratioCell(),
+		perJob(r.fetchd.fetchdCPU, r.fetchd.jobs), perJob(r.fetchd.selfCPU, r.fetchd.jobs), perJob(r.baseline.selfCPU, r.baseline.jobs),
+		fmtKiB(r.fetchd.fetchdPeak), fmtKiB(r.fetchd.selfPeak), fmtKiB(r.baseline.selfPeak),
+		fmt.Sprintf("%d/%d", r.fetchd.errors, r.baseline.errors),
+	}
+}
+
+var mainHeader = []string{
+	"workload", "what", "jobs", "conc",
+	"wall fetchd", "wall base", "res/s fetchd", "res/s base", "ratio",
+	"CPU/job fetchd", "CPU/job client", "CPU/job base",
+	"peak RSS fetchd", "peak RSS client", "peak RSS base", "errors",
+}
+
+func rate(s side) float64 { return float64(s.jobs) / s.wall.Seconds() }
+
+// table is a table printed aligned as text, or as markdown. The first two
+// columns are left-aligned, the rest right-aligned.
+type table struct {
+	header []string
+	rows   [][]string
+}
+
+func (t table) text(w io.Writer) {
+	width := make([]int, len(t.header))
+	for _, r := range append([][]string{t.header}, t.rows...) {
+		for i, c := range r {
+			width[i] = max(width[i], utf8.RuneCountInString(c))
+		}
+	}
+	for _, r := range append([][]string{t.header}, t.rows...) {
+		var b strings.Builder
+		for i, c := range r {
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			if i < 2 {
+				b.WriteString(c + pad)
+			} else {
+				b.WriteString(pad + c)
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+}
+
+func (t table) markdown(w io.Writer) {
+	fmt.Fprintf(w, "| %s |\n|", strings.Join(t.header, " | "))
+	for i := range t.header {
+		if i < 2 {
+			fmt.Fprint(w, "---|")
+		} else {
+			fmt.Fprint(w, "---:|")
+		}
+	}
+	fmt.Fprintln(w)
+	for _, r := range t.rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+	}
+}
+
+// report is everything a run measured, and where.
+type report struct {
+	rows      []row
+	command   string
+	started   time.Time
+	elapsed   time.Duration
+	plotTitle string
+}
+
+func (rp *report) tables() (all, first, memory table) {
+	all.header = mainHeader
+	first.header = []string{"side", "what", "fast job alone (median of 5)", "first result", "all done"}
+	memory.header = []string{"side", "at", "fetchd RSS", "fetchd peak", "client/baseline RSS", "client/baseline peak"}
+	for _, r := range rp.rows {
+		all.rows = append(all.rows, r.cells())
+		if r.workload == "ttfr" {
+			for _, s := range []struct {
+				name string
+				side side
+			}{{"fetchd", r.fetchd}, {"baseline", r.baseline}} {
+				first.rows = append(first.rows, []string{s.name, fmt.Sprintf("%d jobs, conc %d", s.side.jobs, r.conc),
+					fmtDur(s.side.alone), fmtDur(s.side.first), fmtDur(s.side.wall)})
+			}
+		}
+		for _, s := range r.fetchd.samples {
+			memory.rows = append(memory.rows, []string{"fetchd", fmt.Sprintf("%d results", s.jobs),
+				fmtKiB(s.fetchdRSS), fmtKiB(s.fetchdHWM), fmtKiB(s.selfRSS), fmtKiB(s.selfHWM)})
+		}
+		for _, s := range r.baseline.samples {
+			memory.rows = append(memory.rows, []string{"baseline", fmt.Sprintf("%d results", s.jobs),
+				"-", "-", fmtKiB(s.selfRSS), fmtKiB(s.selfHWM)})
+		}
+	}
+	return all, first, memory
+}
+
+// text prints the tables for a terminal.
+func (rp *report) text(w io.Writer) {
+	all, first, memory := rp.tables()
+	all.text(w)
+	if len(first.rows) > 0 {
+		fmt.Fprintln(w, "\ntime to first result:")
+		first.text(w)
+	}
+	if len(memory.rows) > 0 {
+		fmt.Fprintln(w, "\nmemory during the scale workload:")
+		memory.text(w)
+	}
+	fmt.Fprintf(w, "\ntotal %v\n", rp.elapsed.Round(time.Second))
+}
+
+// markdown writes the tables, the machine and the definitions.
+func (rp *report) markdown(w io.Writer, plot string) {
+	all, first, memory := rp.tables()
+	fmt.Fprintf(w, "# fetchd benchmark\n\n")
+	fmt.Fprintf(w, "`%s`, %s, took %v.\n\n", rp.command, rp.started.UTC().Format("2006-01-02 15:04 MST"), rp.elapsed.Round(time.Second))
+	fmt.Fprintf(w, "Machine: %s, %d cores (GOMAXPROCS %d), Linux %s, %s.\n\n",
+		cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), kernel(), runtime.Version())
+	all.markdown(w)
+	if len(first.rows) > 0 {
+		fmt.Fprintf(w, "\n## Time to first result\n\n")
+		first.markdown(w)
+	}
+	if len(memory.rows) > 0 {
+		fmt.Fprintf(w, "\n## Memory during the scale workload\n\n")
+		memory.markdown(w)
+	}
+	if plot != "" {
+		fmt.Fprintf(w, "\n## Results/s against concurrency\n\n![results/s against concurrency, fetchd and the baseline](%s)\n", plot)
+	}
+	fmt.Fprint(w, notes)
+}
+
+const notes = `
+## How to read it
+
+- **fetchd** runs are the fetchd binary, started afresh for each row with ` + "`-concurrency`" + ` set to the row's conc,
+  ` + "`-host-concurrency 0 -dedup=false -retry-attempts 1`" + ` and a stream window of 4× conc, fed through the client
+  package over one gRPC stream from the fetchbench process. **base** is the in-process baseline: an errgroup
+  limited to conc goroutines sharing one http.Client (idle pool of conc connections), reading every body.
+  Both fetch the same URLs from the same upstream, which runs in its own process. Before its measured runs
+  each side is warmed up with conc jobs of 200 ms, which open conc connections to the upstream, so that no
+  measured run pays for a storm of connects (on a small VM a thousand at once can cost seconds).
+- **ratio**: ` + "`rate`" + ` is fetchd's results/s ÷ the baseline's (above 1: fetchd faster); ` + "`time`" + ` is fetchd's wall
+  time ÷ the baseline's (below 1: fetchd faster); ` + "`first`" + ` compares the times to the first result. On the
+  ttfr row the wall columns are the time to the first result.
+- **CPU/job**: fetchd's from /proc/PID/stat (utime+stime, 10 ms ticks) over the run; the client's and the
+  baseline's from getrusage of the fetchbench process during their own run (they never run at the same time).
+  The upstream's CPU is in none of them. All processes share the machine's cores.
+- **peak RSS**: fetchd's VmHWM (its own process per row, warm-up included); the client's and the
+  baseline's are fetchbench's VmHWM, reset through /proc/self/clear_refs before each run.
+- **errors**: results with an error or a status other than 200, fetchd/baseline.
+`
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	return parseCPUModel(string(b))
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+}
+
+func perJob(cpu time.Duration, jobs int) string {
+	if jobs == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", float64(cpu)/float64(time.Microsecond)/float64(jobs))
+}
+
+func fmtKiB(k int64) string {
+	if k <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(k)/1024)
+}
