@@ -131,7 +131,7 @@ func (st *stream) goWorker(ln *lane, fn func()) bool {
 	ln.active++
 	st.workers.Add(1)
 	st.mu.Unlock()
-	go fn()
+	st.s.runner.Go(fn)
 	return true
 }
 

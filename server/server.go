@@ -32,6 +32,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	hosts   *hosts.Registry // per-host caps, rates and pauses, shared by all streams
+	runner  *runner         // warm goroutines for fetch workers
 	flights flights         // identical jobs in flight, for dedup
 
 	drainOnce sync.Once
@@ -100,6 +101,7 @@ func New(opts ...Option) *Server {
 		log:      o.logger,
 		metrics:  m,
 		hosts:    hosts.NewRegistry(o.hostConcurrency, o.hostRate),
+		runner:   newRunner(),
 		draining: make(chan struct{}),
 	}
 }
@@ -129,6 +131,7 @@ func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 // upstream connections. Call it after the gRPC server has stopped.
 func (s *Server) Close() {
 	s.receivers.Wait()
+	s.runner.close()
 	s.fetcher.Close()
 }
 
