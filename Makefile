@@ -31,6 +31,10 @@ test: vet checkgenerate buflint deploytest fuzzshort gotest ## Run every check a
 gotest: ## Run the Go tests with the race detector.
 	$(GO) test -race -count=1 -timeout=15m ./...
 
+.PHONY: bench
+bench: ## Benchmark fetchd against an in-process baseline (about 3 minutes); writes bench/results.md and bench/concurrency.svg.
+	$(GO) run ./cmd/fetchbench $(ARGS)
+
 .PHONY: deploytest
 deploytest: ## Decode the Kubernetes manifests strictly (deploy/ is its own module).
 	cd deploy && $(GO) test -count=1 ./...

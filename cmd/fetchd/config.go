@@ -45,6 +45,7 @@ type config struct {
 	maxRetryAfter        time.Duration
 	metricsListen        string
 	healthListen         string
+	pprofListen          string
 	tlsCert              string
 	tlsKey               string
 	tlsClientCA          string
@@ -174,6 +175,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&cfg.maxRetryAfter, "max-retry-after", server.DefaultMaxRetryAfter, "longest Retry-After honoured; longer ones are cut to this")
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "", "`address` to serve Prometheus metrics on, at /metrics (empty: off)")
 	fs.StringVar(&cfg.healthListen, "health-listen", "", "`address` to also serve grpc.health.v1 on, in plaintext and without auth, for probes that cannot speak TLS (empty: off)")
+	fs.StringVar(&cfg.pprofListen, "pprof-listen", "", "`address` to serve Go's /debug/pprof profiles on, for diagnosis; keep it on loopback (empty: off)")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "serve gRPC over TLS with this certificate `file` (PEM; needs -tls-key)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "private key `file` for -tls-cert (PEM)")
 	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "require client certificates signed by a CA in this `file` (PEM): mutual TLS")

@@ -63,6 +63,14 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		}
 		defer stop()
 	}
+	if cfg.pprofListen != "" {
+		stop, err := servePprof(cfg.pprofListen, logger)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		defer stop()
+	}
 	fs := server.New(sopts...)
 	defer fs.Close()
 
