@@ -36,13 +36,15 @@ func startServer(tb testing.TB, opts ...Option) (fetchv1.FetchServiceClient, *Se
 	return serveOn(tb, s), s
 }
 
-func serveOn(tb testing.TB, s *Server) fetchv1.FetchServiceClient {
+// serveOn serves s with gRPC server options opts on a real TCP listener on
+// loopback and returns a client connected to it.
+func serveOn(tb testing.TB, s *Server, opts ...grpc.ServerOption) fetchv1.FetchServiceClient {
 	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	s.Register(gs)
 	served := make(chan struct{})
 	go func() {

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
@@ -172,31 +170,10 @@ func TestTracing(t *testing.T) {
 // serves it, so that a call's trace context reaches the Server.
 func serveTraced(tb testing.TB, s *Server, tp trace.TracerProvider) fetchv1.FetchServiceClient {
 	tb.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	gs := grpc.NewServer(grpc.StatsHandler(otelgrpc.NewServerHandler(
+	return serveOn(tb, s, grpc.StatsHandler(otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(tp),
 		otelgrpc.WithPropagators(propagation.TraceContext{}),
 	)))
-	s.Register(gs)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		gs.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		conn.Close()
-		gs.Stop()
-		<-served
-		s.Close()
-	})
-	return fetchv1.NewFetchServiceClient(conn)
 }
 
 // TestTracingParent checks that an upstream request's span is a child of
