@@ -13,9 +13,10 @@ const runnerIdle = 30 * time.Second
 // their stacks, grown deep by net/http, are reused instead of grown anew
 // for every job. The zero value is not usable; see newRunner.
 type runner struct {
-	work chan func()    // unbuffered: a send succeeds only if a goroutine is idle
-	quit chan struct{}  // closed by close
-	wg   sync.WaitGroup // the goroutines
+	work     chan func()    // unbuffered: a send succeeds only if a goroutine is idle
+	quit     chan struct{}  // closed by close
+	quitOnce sync.Once
+	wg       sync.WaitGroup // the goroutines
 }
 
 func newRunner() *runner {
@@ -52,6 +53,6 @@ func (r *runner) loop(fn func()) {
 // close ends the idle goroutines and waits for every goroutine to finish
 // its job. Call it once no more Go calls can come.
 func (r *runner) close() {
-	close(r.quit)
+	r.quitOnce.Do(func() { close(r.quit) })
 	r.wg.Wait()
 }

@@ -128,7 +128,8 @@ func (s *Server) Concurrency() int { return s.opts.concurrency }
 func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
 // Close waits for the goroutines of finished streams and closes idle
-// upstream connections. Call it after the gRPC server has stopped.
+// upstream connections. Call it after the gRPC server has stopped; calling
+// it again does nothing more.
 func (s *Server) Close() {
 	s.receivers.Wait()
 	s.runner.close()

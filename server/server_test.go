@@ -291,3 +291,9 @@ func TestBodyFitsDefaultReceiveLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestCloseTwice(t *testing.T) {
+	s := New(WithLogger(quiet))
+	s.Close()
+	s.Close()
+}
