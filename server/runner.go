@@ -13,8 +13,8 @@ const runnerIdle = 30 * time.Second
 // their stacks, grown deep by net/http, are reused instead of grown anew
 // for every job. The zero value is not usable; see newRunner.
 type runner struct {
-	work     chan func()    // unbuffered: a send succeeds only if a goroutine is idle
-	quit     chan struct{}  // closed by close
+	work     chan func()   // unbuffered: a send succeeds only if a goroutine is idle
+	quit     chan struct{} // closed by close
 	quitOnce sync.Once
 	wg       sync.WaitGroup // the goroutines
 }
