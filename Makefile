@@ -35,6 +35,10 @@ gotest: ## Run the Go tests with the race detector.
 bench: ## Benchmark fetchd against an in-process baseline (about 3 minutes); writes bench/results.md and bench/concurrency.svg.
 	$(GO) run ./cmd/fetchbench $(ARGS)
 
+.PHONY: bench-engines
+bench-engines: ## Measure net/http against fasthttp's client side by side (bench/engines is its own module).
+	cd bench/engines && $(GO) test -run NONE -bench . -benchtime 50000x -count 3 .
+
 .PHONY: deploytest
 deploytest: ## Decode the Kubernetes manifests strictly (deploy/ is its own module).
 	cd deploy && $(GO) test -count=1 ./...
