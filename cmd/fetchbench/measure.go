@@ -13,6 +13,7 @@ type side struct {
 	wall         time.Duration
 	first        time.Duration // until the first result
 	alone        time.Duration // ttfr: the fast job's latency when alone
+	leadFirst    time.Duration // ttfr: the first result when the fast job leads the slow ones
 	fetchdCPU    time.Duration // fetchd runs only
 	selfCPU      time.Duration // the client's, or the baseline's
 	fetchdPeak   int64         // KiB; fetchd runs only

@@ -45,28 +45,34 @@ var shortSizes = sizes{
 	sweepJobs: 1000, sweepConc: []int{8, 64, 256},
 }
 
-// load is the jobs of one run: n GETs of url, the last of them of last
-// when it is set.
+// load is the jobs of one run: n GETs of url, the first of them of first
+// and the last of them of last when those are set.
 type load struct {
-	n         int
-	url, last string
+	n                int
+	url, first, last string
 }
 
 func (l load) urlAt(i int) string {
-	if i == l.n-1 && l.last != "" {
+	switch {
+	case i == 0 && l.first != "":
+		return l.first
+	case i == l.n-1 && l.last != "":
 		return l.last
 	}
 	return l.url
 }
 
 // jobs yields the load's jobs. The client never modifies a job, so they
-// share two Job values and the input costs no memory per job.
+// share three Job values and the input costs no memory per job.
 func (l load) jobs() iter.Seq[*client.Job] {
-	job, last := client.Get(l.url), client.Get(l.urlAt(l.n-1))
+	job, first, last := client.Get(l.url), client.Get(l.urlAt(0)), client.Get(l.urlAt(l.n-1))
 	return func(yield func(*client.Job) bool) {
 		for i := range l.n {
 			j := job
-			if i == l.n-1 {
+			switch {
+			case i == 0:
+				j = first
+			case i == l.n-1:
 				j = last
 			}
 			if !yield(j) {
@@ -151,14 +157,19 @@ func (b *bench) ttfr(ctx context.Context) (row, error) {
 	r := row{workload: "ttfr", label: fmt.Sprintf("time to first result, fast job after %d × %v", sz.ttfrSlow, sz.ttfrDelay), conc: conc, ratio: ratioFirst}
 	fast := load{n: 1, url: b.sizeURL(1)}
 	mixed := load{n: sz.ttfrSlow + 1, url: b.delayURL(sz.ttfrDelay), last: fast.url}
+	lead := load{n: sz.ttfrSlow + 1, url: b.delayURL(sz.ttfrDelay), first: fast.url}
 	err := b.withFetchd(ctx, conc, func(c *client.Client, fd *process) error {
 		alone, err := b.alone(func() (side, error) { return b.fetchdRun(ctx, c, fd, "", fast) })
 		if err != nil {
 			return err
 		}
 		b.progress("ttfr alone", "fetchd", side{jobs: 1, wall: alone})
+		led, err := b.fetchdRun(ctx, c, fd, "", lead)
+		if err != nil {
+			return err
+		}
 		r.fetchd, err = b.fetchdRun(ctx, c, fd, "ttfr", mixed)
-		r.fetchd.alone = alone
+		r.fetchd.alone, r.fetchd.leadFirst = alone, led.first
 		return err
 	})
 	if err != nil {
@@ -170,8 +181,12 @@ func (b *bench) ttfr(ctx context.Context) (row, error) {
 			return err
 		}
 		b.progress("ttfr alone", "baseline", side{jobs: 1, wall: alone})
+		led, err := b.baselineRun(ctx, bl, "", lead)
+		if err != nil {
+			return err
+		}
 		r.baseline, err = b.baselineRun(ctx, bl, "ttfr", mixed)
-		r.baseline.alone = alone
+		r.baseline.alone, r.baseline.leadFirst = alone, led.first
 		return err
 	})
 	return r, err
