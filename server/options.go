@@ -62,6 +62,7 @@ type options struct {
 	retryBackoff           time.Duration
 	maxRetryBackoff        time.Duration
 	maxRetryAfter          time.Duration
+	leanHTTP               bool
 }
 
 var defaultOptions = options{
@@ -82,6 +83,7 @@ var defaultOptions = options{
 	retryBackoff:           DefaultRetryBackoff,
 	maxRetryBackoff:        DefaultMaxRetryBackoff,
 	maxRetryAfter:          DefaultMaxRetryAfter,
+	leanHTTP:               true,
 }
 
 // Option configures a [Server].
@@ -304,6 +306,15 @@ func WithIdleReadTimeout(d time.Duration) Option {
 			o.idleReadTimeout = d
 		}
 	}
+}
+
+// WithLeanHTTP chooses the engine for plain-http upstreams: on, a lean
+// HTTP/1.1 client that writes and reads on the worker's goroutine and costs
+// about half of net/http's CPU per request; off, net/http. https upstreams,
+// HTTP/2 included, always use net/http. Both pass the same egress, redirect,
+// timeout and hostile-upstream tests. Default true.
+func WithLeanHTTP(on bool) Option {
+	return func(o *options) { o.leanHTTP = on }
 }
 
 // LoadRootCAs returns the system roots plus the certificates in a PEM

@@ -80,7 +80,12 @@ func New(opts ...Option) *Server {
 	if policy.PrivateAllowed() {
 		o.logger.Warn("egress policy opens the private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): callers can reach internal services")
 	}
+	engine := fetcher.EngineLean
+	if !o.leanHTTP {
+		engine = fetcher.EngineNetHTTP
+	}
 	f := fetcher.New(fetcher.Config{
+		Engine:                 engine,
 		Policy:                 policy,
 		IdleReadTimeout:        idle,
 		Conns:                  o.concurrency,

@@ -46,6 +46,7 @@ type config struct {
 	metricsListen        string
 	healthListen         string
 	pprofListen          string
+	leanHTTP             bool
 	tlsCert              string
 	tlsKey               string
 	tlsClientCA          string
@@ -155,6 +156,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(hostList{&cfg.allowHosts}, "allow-host", "refuse every host name but these `patterns`: example.com, *.example.com (repeatable, or comma-separated; default: all)")
 	fs.Var(hostList{&cfg.denyHosts}, "deny-host", "refuse host names matching these `patterns`, even if allowed (repeatable, or comma-separated)")
 	fs.DurationVar(&cfg.idleReadTimeout, "idle-read-timeout", server.DefaultIdleReadTimeout, "fail a job whose upstream sends nothing for this long (0: off)")
+	fs.BoolVar(&cfg.leanHTTP, "lean-http", true, "fetch plain-http upstreams with the lean HTTP/1.1 engine (about half of net/http's CPU per request); false: net/http for everything. https always uses net/http")
 	fs.StringVar(&cfg.upstreamCAFile, "upstream-ca-file", "", "trust the CA certificates in this PEM `file` for upstream TLS, besides the system roots")
 	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "response body cap per job; longer bodies are truncated. Keep it below the callers' gRPC receive limit (4 MiB by default)")
 	fs.DurationVar(&cfg.defaultTimeout, "default-timeout", server.DefaultTimeout, "timeout of a job that sets none")
@@ -287,6 +289,7 @@ func (c *config) serverOptions(logger *slog.Logger) ([]server.Option, error) {
 		server.WithAllowHosts(c.allowHosts...),
 		server.WithDenyHosts(c.denyHosts...),
 		server.WithIdleReadTimeout(c.idleReadTimeout),
+		server.WithLeanHTTP(c.leanHTTP),
 		server.WithConcurrency(c.concurrency),
 		server.WithStreamWindow(c.streamWindow),
 		server.WithAllowCIDRs(c.allowCIDRs...),

@@ -49,7 +49,6 @@ func classify(ctx context.Context, err error) fetchv1.ErrorCode {
 		unkAuth   x509.UnknownAuthorityError
 		hostErr   x509.HostnameError
 		invErr    x509.CertificateInvalidError
-		netErr    net.Error
 	)
 	switch {
 	case errors.Is(err, egress.ErrBlocked):
@@ -68,7 +67,7 @@ func classify(ctx context.Context, err error) fetchv1.ErrorCode {
 	case errors.As(err, &certErr), errors.As(err, &recordErr), errors.As(err, &alertErr),
 		errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &invErr):
 		return fetchv1.ErrorCode_ERROR_CODE_TLS_FAILURE
-	case errors.As(err, &netErr) && netErr.Timeout():
+	case isTimeout(err):
 		return fetchv1.ErrorCode_ERROR_CODE_TIMEOUT
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
@@ -90,4 +89,29 @@ func classify(ctx context.Context, err error) fetchv1.ErrorCode {
 		return fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE
 	}
 	return fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE
+}
+
+// isTimeout reports whether any error in err's tree says it is a timeout:
+// an outer wrapper such as *url.Error may answer false for a timeout it
+// wraps in another wrapper.
+func isTimeout(err error) bool {
+	for err != nil {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			return true
+		}
+		switch x := err.(type) {
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				if isTimeout(e) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
 }

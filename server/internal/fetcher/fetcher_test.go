@@ -40,6 +40,9 @@ func loopbackPolicy() *egress.Policy {
 // f.Close drops the Fetcher's idle connections before the servers close.
 func newFetcher(tb testing.TB, cfg Config) *Fetcher {
 	tb.Helper()
+	if *netHTTP {
+		cfg.Engine = EngineNetHTTP
+	}
 	f := New(cfg)
 	tb.Cleanup(f.Close)
 	return f

@@ -1,0 +1,336 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// conn is one upstream connection. It is used by one request at a time,
+// from RoundTrip until its response body is read or closed, and by nobody
+// while it is idle in the pool.
+type conn struct {
+	t   *Transport
+	key string // host:port, its pool
+	nc  net.Conn
+	r   connReader
+	br  *bufio.Reader // over r
+	bw  *bufio.Writer // over nc
+
+	// Set by the pool, under Transport.mu.
+	idleSince time.Time
+	timer     *time.Timer // closes the connection when idle too long
+}
+
+func newConn(t *Transport, key string, nc net.Conn) *conn {
+	c := &conn{t: t, key: key, nc: nc}
+	c.r.nc = nc
+	c.r.limit = -1
+	c.br = bufio.NewReaderSize(&c.r, 4<<10)
+	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	return c
+}
+
+// errHeaderTooLarge is the error of a response head over the cap.
+type errHeaderTooLarge int64
+
+func (e errHeaderTooLarge) Error() string {
+	return fmt.Sprintf("h1: server response headers exceeded %d bytes; aborted", int64(e))
+}
+
+// IdleReadError is the error of a read that met
+// [Transport.IdleReadTimeout]. It is a [net.Error] whose Timeout method
+// reports true.
+type IdleReadError struct {
+	Idle time.Duration // the idle-read timeout that expired
+	Err  error         // the deadline error
+}
+
+func (e *IdleReadError) Error() string {
+	return fmt.Sprintf("upstream sent nothing for %v: %v", e.Idle, e.Err)
+}
+func (e *IdleReadError) Unwrap() error   { return e.Err }
+func (e *IdleReadError) Timeout() bool   { return true }
+func (e *IdleReadError) Temporary() bool { return true }
+
+// errAborted is returned by reads and writes after the request's context
+// ended; the caller reports the context's error instead.
+var errAborted = errors.New("h1: request aborted")
+
+// connReader sits between a connection and its bufio.Reader: it moves the
+// idle-read deadline, caps the response head and counts what the current
+// request read.
+type connReader struct {
+	nc        net.Conn
+	idle      time.Duration // idle-read timeout to rearm before each read; 0 none
+	head      time.Time     // when the wait for the response head times out; zero none
+	armed     bool          // a read deadline is set and must be cleared before pooling
+	limit     int64         // bytes the response head may still use; negative: no cap
+	n         int64         // bytes read for the current request
+	aborted   atomic.Bool   // the request's context ended; set by its AfterFunc
+	exceeded  bool          // the head cap was met
+	capOfHead int64         // the cap, for the error
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.limit >= 0 {
+		if r.limit == 0 {
+			r.exceeded = true
+			return 0, errHeaderTooLarge(r.capOfHead)
+		}
+		if int64(len(p)) > r.limit {
+			p = p[:r.limit]
+		}
+	}
+	if r.idle > 0 || !r.head.IsZero() {
+		var d time.Time
+		if r.idle > 0 {
+			d = time.Now().Add(r.idle)
+		}
+		if !r.head.IsZero() && (d.IsZero() || r.head.Before(d)) {
+			d = r.head
+		}
+		r.armed = true
+		r.nc.SetReadDeadline(d)
+		// The abort sets a past deadline after it sets aborted: either it
+		// sees this deadline and overrides it, or this sees aborted.
+		if r.aborted.Load() {
+			return 0, errAborted
+		}
+	}
+	n, err := r.nc.Read(p)
+	r.n += int64(n)
+	if r.limit >= 0 {
+		r.limit -= int64(n)
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		switch {
+		case r.aborted.Load():
+			err = errAborted
+		case !r.head.IsZero() && !time.Now().Before(r.head):
+			err = errHeadTimeout
+		case r.idle > 0:
+			err = &IdleReadError{Idle: r.idle, Err: err}
+		}
+	}
+	return n, err
+}
+
+// errHeadTimeout is the error of a response head that took longer than
+// [Transport.ResponseHeaderTimeout].
+var errHeadTimeout error = &timeoutError{"h1: timeout awaiting response headers"}
+
+// timeoutError is a [net.Error] whose Timeout method reports true.
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string   { return e.msg }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
+
+// roundTrip writes req and reads the response head. On error the
+// connection is closed; on success the response body owns it.
+func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	c.r.n = 0
+	c.r.aborted.Store(false)
+	c.r.idle = 0
+	if d := c.t.IdleReadTimeout; d > 0 {
+		// A deadline sooner than the idle-read timeout makes the
+		// idle-read check moot: the context's own end comes first.
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d {
+			c.r.idle = d
+		}
+	}
+	stop := context.AfterFunc(ctx, c.abort)
+	resp, err := c.exchange(req)
+	if err != nil {
+		stop()
+		c.nc.Close()
+		return nil, c.wrapErr(ctx, err)
+	}
+	b := &body{c: c, req: req, stop: stop, raw: resp.Body, reusable: !resp.Close && !req.Close}
+	if c.gzipped(req, resp) {
+		b.gzip = true
+		resp.Header.Del("Content-Encoding")
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+		resp.Uncompressed = true
+	}
+	resp.Body = b
+	return resp, nil
+}
+
+// abort ends the current request at once: every pending or later read or
+// write fails.
+func (c *conn) abort() {
+	c.r.aborted.Store(true)
+	c.nc.SetDeadline(time.Unix(1, 0))
+}
+
+// wrapErr reports the context's error for a request it aborted, and says
+// which stage failed otherwise.
+func (c *conn) wrapErr(ctx context.Context, err error) error {
+	if errors.Is(err, errAborted) || c.r.aborted.Load() {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+	}
+	return err
+}
+
+// exchange writes req and reads the final response head, skipping 1xx.
+func (c *conn) exchange(req *http.Request) (*http.Response, error) {
+	compress := c.asksGzip(req)
+	if err := writeRequest(c.bw, req, compress); err != nil {
+		return nil, fmt.Errorf("write request: %w", err)
+	}
+	max := c.t.maxResponseHeaderBytes()
+	c.r.capOfHead = max
+	if d := c.t.ResponseHeaderTimeout; d > 0 {
+		c.r.head = time.Now().Add(d)
+	}
+	defer func() {
+		c.r.limit = -1
+		if !c.r.head.IsZero() {
+			c.r.head = time.Time{}
+			if c.r.idle == 0 {
+				c.r.armed = false
+				c.nc.SetReadDeadline(time.Time{})
+			}
+		}
+	}()
+	for i := 0; ; i++ {
+		c.r.limit, c.r.exceeded = max, false
+		resp, err := http.ReadResponse(c.br, req)
+		if err != nil {
+			if c.r.exceeded {
+				return nil, errHeaderTooLarge(max)
+			}
+			return nil, err // unwrapped: net/http's callers ask it whether it is a timeout
+		}
+		switch code := resp.StatusCode; {
+		case code == http.StatusSwitchingProtocols:
+			return nil, fmt.Errorf("h1: unexpected %s: %w", resp.Status, ErrUnsupported)
+		case code >= 100 && code < 200:
+			if i >= maxInformational {
+				return nil, errors.New("h1: too many 1xx informational responses")
+			}
+			continue
+		}
+		return resp, nil
+	}
+}
+
+// asksGzip reports whether the transport adds Accept-Encoding: gzip to
+// req, by net/http's rule.
+func (c *conn) asksGzip(req *http.Request) bool {
+	return !c.t.DisableCompression && req.Method != http.MethodHead &&
+		req.Header.Get("Accept-Encoding") == "" && req.Header.Get("Range") == ""
+}
+
+// gzipped reports whether resp is gzip the transport asked for and must
+// decode.
+func (c *conn) gzipped(req *http.Request, resp *http.Response) bool {
+	if !c.asksGzip(req) || resp.Body == http.NoBody {
+		return false
+	}
+	ce := resp.Header["Content-Encoding"]
+	return len(ce) == 1 && asciiEqualFold(ce[0], "gzip")
+}
+
+// release ends the request on c: back to the pool if the response was read
+// to its end and the connection can carry another, else closed.
+func (c *conn) release(reusable bool) {
+	if reusable && c.br.Buffered() == 0 {
+		if c.r.armed {
+			c.r.armed = false
+			if c.nc.SetReadDeadline(time.Time{}) != nil {
+				c.nc.Close()
+				return
+			}
+		}
+		c.t.put(c)
+		return
+	}
+	c.nc.Close()
+}
+
+// body is a response body: it hands the connection back when read to its
+// end, and closes it when closed early.
+type body struct {
+	c        *conn
+	req      *http.Request
+	stop     func() bool // stops the context's AfterFunc
+	raw      io.ReadCloser
+	gzip     bool
+	zr       *gzipReader
+	reusable bool
+	done     bool
+	err      error // the error reads return once done
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, b.err
+	}
+	var (
+		n   int
+		err error
+	)
+	if b.gzip {
+		if b.zr == nil {
+			b.zr, err = newGzipReader(rawReader{b})
+			if err != nil {
+				b.finish(false, err)
+				return 0, b.err
+			}
+		}
+		n, err = b.zr.Read(p)
+	} else {
+		n, err = b.raw.Read(p)
+	}
+	switch {
+	case err == io.EOF:
+		b.finish(true, io.EOF)
+	case err != nil:
+		b.finish(false, err)
+		err = b.err
+	}
+	return n, err
+}
+
+// rawReader reads a gzipped body's bytes for the decoder.
+type rawReader struct{ b *body }
+
+func (r rawReader) Read(p []byte) (int, error) { return r.b.raw.Read(p) }
+
+// Close closes the connection unless the body was read to its end.
+func (b *body) Close() error {
+	if !b.done {
+		b.finish(false, errors.New("h1: read on closed response body"))
+	}
+	return nil
+}
+
+// finish ends the request: err is what later reads return.
+func (b *body) finish(ok bool, err error) {
+	b.done = true
+	if !errors.Is(err, io.EOF) {
+		err = b.c.wrapErr(b.req.Context(), err)
+	}
+	b.err = err
+	if b.zr != nil {
+		b.zr.release()
+		b.zr = nil
+	}
+	// stop is false when the abort already ran or runs: the connection
+	// has a past deadline and cannot be reused.
+	stopped := b.stop()
+	b.c.release(ok && b.reusable && stopped)
+}

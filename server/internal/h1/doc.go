@@ -1,0 +1,33 @@
+// Package h1 is a lean HTTP/1.1 client transport for plain-http upstreams.
+//
+// [Transport] implements [net/http.RoundTripper], so an [net/http.Client]
+// drives it, redirects and all, and otelhttp can wrap it. It differs from
+// [net/http.Transport] in how it spends CPU, not in what it sends: the
+// request is written and the response read on the caller's goroutine, over
+// a connection the caller owns until the body is read or closed, where
+// net/http hands every request to a read goroutine and a write goroutine per
+// connection. The wire codecs are the standard library's: the response head
+// and body framing (Content-Length, chunked, read to close) come from
+// [net/http.ReadResponse].
+//
+// What it does:
+//   - connections are pooled per host and port, most recently used first,
+//     closed after [Transport.IdleConnTimeout] idle;
+//   - a request is bounded by its context: cancelling it, or its deadline,
+//     aborts the dial, the write or the read at once;
+//   - [Transport.IdleReadTimeout] fails a request whose upstream sends no
+//     byte for that long, however long its context allows;
+//   - the response head is capped at [Transport.MaxResponseHeaderBytes];
+//   - gzip is asked for and decoded, as net/http does, unless the request
+//     sets Accept-Encoding or Range or is a HEAD;
+//   - a replayable request (GET, HEAD, OPTIONS, TRACE, or one with an
+//     Idempotency-Key) that meets a dead pooled connection before any byte
+//     of response is retried once on a new connection; other requests only
+//     reuse connections idle for less than a second, so that the race with
+//     an upstream's idle timeout is unlikely.
+//
+// What it does not do, and [Transport.RoundTrip] refuses with
+// [ErrUnsupported] so that the caller can use net/http instead: https,
+// HTTP/2, proxies, Expect: 100-continue, request bodies of unknown length,
+// and protocol upgrades.
+package h1

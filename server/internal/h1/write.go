@@ -1,0 +1,168 @@
+package h1
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// skipped are request headers the transport writes itself, or never.
+var skipped = map[string]bool{
+	"Host": true, "User-Agent": true, "Content-Length": true, "Transfer-Encoding": true,
+	"Trailer": true, "Connection": true,
+}
+
+const defaultUserAgent = "Go-http-client/1.1"
+
+// writeRequest writes req to w and flushes it: the request line, Host,
+// User-Agent, the caller's headers sorted by name, framing, and the body.
+// It refuses what would break the framing: a method that is not a token, a
+// request target or Host with spaces or control characters, a header name
+// or value net/http would refuse.
+func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	if !validToken(method) {
+		return fmt.Errorf("h1: invalid method %q", method)
+	}
+	target := req.URL.RequestURI()
+	if !validTarget(target) {
+		return fmt.Errorf("h1: invalid request target %q", target)
+	}
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	if !httpguts.ValidHostHeader(host) {
+		return fmt.Errorf("h1: invalid Host %q", host)
+	}
+	w.WriteString(method)
+	w.WriteByte(' ')
+	w.WriteString(target)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(host)
+	w.WriteString("\r\n")
+
+	ua := defaultUserAgent
+	if v, ok := req.Header["User-Agent"]; ok {
+		ua = ""
+		if len(v) > 0 {
+			ua = v[0]
+		}
+	}
+	if ua != "" {
+		if !httpguts.ValidHeaderFieldValue(ua) {
+			return errors.New("h1: invalid User-Agent")
+		}
+		w.WriteString("User-Agent: ")
+		w.WriteString(trim(ua))
+		w.WriteString("\r\n")
+	}
+
+	var buf [16]string
+	keys := buf[:0]
+	for k := range req.Header {
+		if !skipped[k] {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("h1: invalid header field name %q", k)
+		}
+		for _, v := range req.Header[k] {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("h1: invalid header field value for %q", k)
+			}
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(trim(v))
+			w.WriteString("\r\n")
+		}
+	}
+
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	switch {
+	case hasBody:
+		w.WriteString("Content-Length: ")
+		w.WriteString(strconv.FormatInt(req.ContentLength, 10))
+		w.WriteString("\r\n")
+	case method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch:
+		w.WriteString("Content-Length: 0\r\n")
+	}
+	if gzip {
+		w.WriteString("Accept-Encoding: gzip\r\n")
+	}
+	if req.Close {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	if hasBody {
+		n, err := io.CopyN(w, req.Body, req.ContentLength)
+		req.Body.Close()
+		if err != nil {
+			return fmt.Errorf("h1: request body: %d of %d bytes: %w", n, req.ContentLength, err)
+		}
+	}
+	return w.Flush()
+}
+
+// validToken reports whether s is an HTTP token (RFC 9110 section 5.6.2).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !httpguts.IsTokenRune(rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// validTarget reports whether s can stand in a request line: no spaces,
+// no control characters.
+func validTarget(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// trim drops leading and trailing spaces and tabs, as net/http does.
+func trim(s string) string { return strings.Trim(s, " \t") }
+
+// asciiEqualFold is strings.EqualFold for ASCII.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
