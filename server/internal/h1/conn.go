@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // conn is one upstream connection. It is used by one request at a time,
@@ -154,7 +157,8 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response
 		c.nc.Close()
 		return nil, c.wrapErr(ctx, err)
 	}
-	b := &body{c: c, req: req, stop: stop, raw: resp.Body, reusable: !resp.Close && !req.Close}
+	b := &body{c: c, req: req, stop: stop, raw: resp.Body, reusable: !resp.Close && !req.Close &&
+		!httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")}
 	if c.gzipped(req, resp) {
 		b.gzip = true
 		resp.Header.Del("Content-Encoding")
@@ -202,6 +206,11 @@ func (c *conn) exchange(req *http.Request) (*http.Response, error) {
 			if c.r.idle == 0 {
 				c.r.armed = false
 				c.nc.SetReadDeadline(time.Time{})
+				// An abort that ran since set a past deadline, which
+				// the line above just cleared: set it again.
+				if c.r.aborted.Load() {
+					c.nc.SetReadDeadline(time.Unix(1, 0))
+				}
 			}
 		}
 	}()
@@ -262,31 +271,59 @@ func (c *conn) release(reusable bool) {
 }
 
 // body is a response body: it hands the connection back when read to its
-// end, and closes it when closed early.
+// end, and closes it when closed early. Close may run while a Read is in
+// flight, as net/http allows: it then closes the connection under the Read.
 type body struct {
 	c        *conn
 	req      *http.Request
 	stop     func() bool // stops the context's AfterFunc
 	raw      io.ReadCloser
 	gzip     bool
-	zr       *gzipReader
+	zr       *gzipReader // used only by the goroutine in Read, or by finish
 	reusable bool
-	done     bool
-	err      error // the error reads return once done
+
+	mu      sync.Mutex // guards the fields below
+	reading bool       // a Read is in flight
+	closed  bool       // Close was called: no Read starts
+	killed  bool       // Close closed the connection under a Read in flight
+	done    bool       // the request is over and its connection released
+	err     error      // what reads return once done
 }
 
+var errClosedBody = errors.New("h1: read on closed response body")
+
 func (b *body) Read(p []byte) (int, error) {
-	if b.done {
-		return 0, b.err
+	b.mu.Lock()
+	if b.done || b.closed {
+		err := b.err
+		b.mu.Unlock()
+		if err == nil || b.closed {
+			err = errClosedBody
+		}
+		return 0, err
 	}
+	b.reading = true
+	b.mu.Unlock()
+	n, err := b.read(p)
+	b.mu.Lock()
+	b.reading = false
+	killed := b.killed
+	b.mu.Unlock()
+	if killed {
+		b.finish(false, errClosedBody)
+		return n, errClosedBody
+	}
+	return n, err
+}
+
+func (b *body) read(p []byte) (int, error) {
 	var (
 		n   int
 		err error
 	)
 	if b.gzip {
 		if b.zr == nil {
-			b.zr, err = newGzipReader(rawReader{b})
-			if err != nil {
+			if b.zr, err = newGzipReader(rawReader{b}); err != nil {
 				b.finish(false, err)
 				return 0, b.err
 			}
@@ -310,21 +347,45 @@ type rawReader struct{ b *body }
 
 func (r rawReader) Read(p []byte) (int, error) { return r.b.raw.Read(p) }
 
-// Close closes the connection unless the body was read to its end.
+// Close closes the connection unless the body was read to its end (or has
+// none, as the response to a HEAD).
 func (b *body) Close() error {
-	if !b.done {
-		b.finish(false, errors.New("h1: read on closed response body"))
+	b.mu.Lock()
+	if b.done || b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	if b.reading {
+		// The Read in flight fails now and finishes the request.
+		b.killed = true
+		b.mu.Unlock()
+		b.c.nc.Close()
+		return nil
+	}
+	b.mu.Unlock()
+	if b.raw == http.NoBody {
+		b.finish(true, io.EOF)
+	} else {
+		b.finish(false, errClosedBody)
 	}
 	return nil
 }
 
-// finish ends the request: err is what later reads return.
+// finish ends the request once: err is what later reads return, ok says
+// whether the connection may carry another request.
 func (b *body) finish(ok bool, err error) {
-	b.done = true
 	if !errors.Is(err, io.EOF) {
 		err = b.c.wrapErr(b.req.Context(), err)
 	}
-	b.err = err
+	b.mu.Lock()
+	if b.done {
+		b.mu.Unlock()
+		return
+	}
+	b.done, b.err = true, err
+	ok = ok && !b.killed
+	b.mu.Unlock()
 	if b.zr != nil {
 		b.zr.release()
 		b.zr = nil

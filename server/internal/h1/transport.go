@@ -98,6 +98,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
+	if err := validateRequest(req); err != nil {
+		closeBody(req)
+		return nil, fmt.Errorf("write request: %w", err)
+	}
 	ctx := req.Context()
 	key := hostPort(req)
 	replayable := isReplayable(req)
@@ -111,7 +115,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !replayable {
 			maxIdle = freshFor
 		}
-		c := t.getIdle(key, maxIdle)
+		var c *conn
+		if attempt == 0 { // a retry goes on a new connection
+			c = t.getIdle(key, maxIdle)
+		}
 		reused := c != nil
 		if c == nil {
 			var err error
@@ -127,7 +134,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// A pooled connection the upstream had closed fails before any
 		// byte of response: a replayable request is sent again, once.
-		if reused && replayable && attempt == 0 && c.r.n == 0 && ctx.Err() == nil {
+		if reused && replayable && attempt == 0 && c.r.n == 0 && ctx.Err() == nil && !isTimeout(err) {
 			if again, ok := rewind(req); ok {
 				send = again
 				continue
@@ -323,4 +330,10 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// isTimeout reports whether err is a timeout: the upstream is slow, not gone.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -16,17 +16,14 @@ import (
 // skipped are request headers the transport writes itself, or never.
 var skipped = map[string]bool{
 	"Host": true, "User-Agent": true, "Content-Length": true, "Transfer-Encoding": true,
-	"Trailer": true, "Connection": true,
+	"Trailer": true,
 }
 
-const defaultUserAgent = "Go-http-client/1.1"
-
-// writeRequest writes req to w and flushes it: the request line, Host,
-// User-Agent, the caller's headers sorted by name, framing, and the body.
-// It refuses what would break the framing: a method that is not a token, a
-// request target or Host with spaces or control characters, a header name
-// or value net/http would refuse.
-func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
+// validateRequest refuses, before any connection is taken, what would break
+// the framing of the request: a method that is not a token, a request
+// target or Host with spaces or control characters, a header name or value
+// net/http would refuse.
+func validateRequest(req *http.Request) error {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -34,8 +31,7 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 	if !validToken(method) {
 		return fmt.Errorf("h1: invalid method %q", method)
 	}
-	target := req.URL.RequestURI()
-	if !validTarget(target) {
+	if target := req.URL.RequestURI(); !validTarget(target) {
 		return fmt.Errorf("h1: invalid request target %q", target)
 	}
 	host := req.Host
@@ -45,9 +41,42 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 	if !httpguts.ValidHostHeader(host) {
 		return fmt.Errorf("h1: invalid Host %q", host)
 	}
+	for k, vs := range req.Header {
+		if skipped[k] {
+			continue
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("h1: invalid header field name %q", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("h1: invalid header field value for %q", k)
+			}
+		}
+	}
+	if v := req.Header["User-Agent"]; len(v) > 0 && !httpguts.ValidHeaderFieldValue(v[0]) {
+		return errors.New("h1: invalid User-Agent")
+	}
+	return nil
+}
+
+const defaultUserAgent = "Go-http-client/1.1"
+
+// writeRequest writes req, which passed validateRequest, to w and flushes
+// it: the request line, Host, User-Agent, the caller's headers sorted by
+// name, framing, and the body.
+func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
 	w.WriteString(method)
 	w.WriteByte(' ')
-	w.WriteString(target)
+	w.WriteString(req.URL.RequestURI())
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")
@@ -60,9 +89,6 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 		}
 	}
 	if ua != "" {
-		if !httpguts.ValidHeaderFieldValue(ua) {
-			return errors.New("h1: invalid User-Agent")
-		}
 		w.WriteString("User-Agent: ")
 		w.WriteString(trim(ua))
 		w.WriteString("\r\n")
@@ -77,13 +103,7 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !httpguts.ValidHeaderFieldName(k) {
-			return fmt.Errorf("h1: invalid header field name %q", k)
-		}
 		for _, v := range req.Header[k] {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return fmt.Errorf("h1: invalid header field value for %q", k)
-			}
 			w.WriteString(k)
 			w.WriteString(": ")
 			w.WriteString(trim(v))
@@ -103,7 +123,7 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 	if gzip {
 		w.WriteString("Accept-Encoding: gzip\r\n")
 	}
-	if req.Close {
+	if req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close") {
 		w.WriteString("Connection: close\r\n")
 	}
 	w.WriteString("\r\n")
