@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptrace"
 	"os"
 	"sync"
@@ -127,4 +129,33 @@ func asIdleConn(c net.Conn) *idleConn {
 	}
 	ic, _ := c.(*idleConn)
 	return ic
+}
+
+// idleReadTransport is net/http's transport with the idle-read deadline of
+// each request's connection armed from the moment the transport hands it
+// over ([httptrace.ClientTrace.GotConn]) until the response body is closed.
+type idleReadTransport struct{ rt http.RoundTripper }
+
+func (t idleReadTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	conns := &jobConns{}
+	traced := req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: conns.gotConn}))
+	resp, err := t.rt.RoundTrip(traced)
+	if err != nil {
+		conns.releaseAll()
+		return nil, err
+	}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, conns: conns}
+	return resp, nil
+}
+
+// releasingBody releases the connections of its request when closed.
+type releasingBody struct {
+	io.ReadCloser
+	conns *jobConns
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.conns.releaseAll()
+	return err
 }

@@ -10,10 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -187,6 +187,9 @@ func New(cfg Config) *Fetcher {
 		idleRead:     cfg.IdleReadTimeout,
 	}
 	var rt http.RoundTripper = tr
+	if f.idleRead > 0 {
+		rt = idleReadTransport{tr}
+	}
 	if cfg.Engine == EngineLean {
 		f.lean = &h1.Transport{
 			DialContext:            dialer.DialContext,
@@ -197,10 +200,10 @@ func New(cfg Config) *Fetcher {
 			ResponseHeaderTimeout:  max(cfg.ResponseHeaderTimeout, 0),
 			MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
 		}
-		rt = router{lean: f.lean, std: tr}
+		rt = router{lean: f.lean, std: rt}
 	}
 	if cfg.TracerProvider != nil {
-		rt = otelhttp.NewTransport(tr,
+		rt = otelhttp.NewTransport(rt,
 			otelhttp.WithTracerProvider(cfg.TracerProvider),
 			// traceparent only: the caller's baggage is not for upstreams.
 			otelhttp.WithPropagators(propagation.TraceContext{}))
@@ -221,7 +224,7 @@ func (f *Fetcher) Close() {
 // else through net/http.
 type router struct {
 	lean *h1.Transport
-	std  *http.Transport
+	std  http.RoundTripper
 }
 
 func (r router) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -263,20 +266,20 @@ func (f *Fetcher) fetch(parent context.Context, job *Job, resp *fetchv1.FetchRes
 	}
 	ctx, cancel := context.WithTimeoutCause(parent, job.Timeout, errJobTimeout)
 	defer cancel()
-	if f.idleRead > 0 {
-		conns := &jobConns{}
-		defer conns.releaseAll()
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: conns.gotConn})
-	}
 
 	var body io.Reader
 	if len(job.Body) > 0 {
 		body = bytes.NewReader(job.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, job.Method, job.URL.String(), body)
+	// The URL is parsed already: the request gets a copy of it rather than
+	// its string to parse again.
+	req, err := http.NewRequestWithContext(ctx, job.Method, "", body)
 	if err != nil {
 		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST, Err: err}
 	}
+	u := *job.URL
+	u.Host = strings.TrimSuffix(u.Host, ":") // as NewRequest does: "host:" is "host"
+	req.URL, req.Host = &u, u.Host
 	req.Header = job.Header
 	if req.Header == nil {
 		req.Header = http.Header{}

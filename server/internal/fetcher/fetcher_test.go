@@ -1098,14 +1098,3 @@ func TestFetchRedirectCap(t *testing.T) {
 		})
 	}
 }
-
-// TestFetchUnsendableURL: a URL that passes ValidateURL but whose String form
-// net/http cannot parse again (found by fuzzing: an IPv6 zone that is not
-// UTF-8) gives INVALID_REQUEST, without touching the network.
-func TestFetchUnsendableURL(t *testing.T) {
-	t.Parallel()
-	const raw = "http://[::%25\xcb]/"
-	f := newFetcher(t, Config{})
-	resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: raw}, testLimits)
-	wantCode(t, raw, resp, fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST)
-}

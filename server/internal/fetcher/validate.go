@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -129,6 +130,9 @@ func ValidateURL(raw string) (*url.URL, error) {
 	}
 	if u.Hostname() == "" {
 		return nil, fmt.Errorf("url %q has no host", raw)
+	}
+	if !utf8.ValidString(u.Host) {
+		return nil, fmt.Errorf("url host %q is not valid UTF-8", u.Host)
 	}
 	if port := u.Port(); port != "" && !validPort(port) {
 		return nil, fmt.Errorf("url port %q is invalid", port)

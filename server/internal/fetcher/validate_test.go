@@ -199,6 +199,9 @@ func TestValidateInvalid(t *testing.T) {
 		{"no host", &fetchv1.FetchRequest{Url: "http://"}},
 		{"no host, path only", &fetchv1.FetchRequest{Url: "http:///path"}},
 		{"port only", &fetchv1.FetchRequest{Url: "http://:80/"}},
+		// Found by fuzzing: net/http could not parse the String form again.
+		{"IPv6 zone not UTF-8", &fetchv1.FetchRequest{Url: "http://[::%25\xcb]/"}},
+		{"escaped IPv6 zone not UTF-8", &fetchv1.FetchRequest{Url: "http://[::%25%cb]/"}},
 		{"opaque http", &fetchv1.FetchRequest{Url: "http:example.com"}},
 		{"port 0", &fetchv1.FetchRequest{Url: "http://example.com:0/"}},
 		{"port 00000", &fetchv1.FetchRequest{Url: "http://example.com:00000/"}},
