@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -148,10 +149,57 @@ func (rp *report) tables() (all, first, memory table) {
 	return all, first, memory
 }
 
+// summaries sums up the workloads run more than once: the median of each
+// ratio against the baseline, and the range of the rate or time ratio.
+func (rp *report) summaries() []string {
+	var out []string
+	for _, w := range []string{"throughput", "latency"} {
+		var ratios, cpuF, cpuC []float64
+		var kind ratioKind
+		label := ""
+		for _, r := range rp.rows {
+			if r.workload != w {
+				continue
+			}
+			kind, label = r.ratio, strings.SplitN(r.label, ",", 2)[0]
+			if kind == ratioTime {
+				ratios = append(ratios, r.fetchd.wall.Seconds()/r.baseline.wall.Seconds())
+			} else {
+				ratios = append(ratios, rate(r.fetchd)/rate(r.baseline))
+			}
+			base := float64(r.baseline.selfCPU) / float64(r.baseline.jobs)
+			cpuF = append(cpuF, float64(r.fetchd.fetchdCPU)/float64(r.fetchd.jobs)/base)
+			cpuC = append(cpuC, float64(r.fetchd.selfCPU)/float64(r.fetchd.jobs)/base)
+		}
+		if len(ratios) < 2 {
+			continue
+		}
+		what := "rate"
+		if kind == ratioTime {
+			what = "wall time"
+		}
+		out = append(out, fmt.Sprintf("%s, median of %d runs: %.2f× the baseline's %s (runs %.2f-%.2f); CPU per job against the baseline's: fetchd %.2f×, client %.2f×",
+			label, len(ratios), median(ratios), what, slices.Min(ratios), slices.Max(ratios), median(cpuF), median(cpuC)))
+	}
+	return out
+}
+
+// median returns the median of v, which must not be empty.
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
 // text prints the tables for a terminal.
 func (rp *report) text(w io.Writer) {
 	all, first, memory := rp.tables()
 	all.text(w)
+	for _, s := range rp.summaries() {
+		fmt.Fprintf(w, "\n%s\n", s)
+	}
 	if len(first.rows) > 0 {
 		fmt.Fprintln(w, "\ntime to first result:")
 		first.text(w)
@@ -171,6 +219,9 @@ func (rp *report) markdown(w io.Writer, plot string) {
 	fmt.Fprintf(w, "Machine: %s, %d cores (GOMAXPROCS %d), Linux %s, %s.\n\n",
 		cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), kernel(), runtime.Version())
 	all.markdown(w)
+	for _, s := range rp.summaries() {
+		fmt.Fprintf(w, "\n**%s.**\n", strings.ToUpper(s[:1])+s[1:])
+	}
 	if len(first.rows) > 0 {
 		fmt.Fprintf(w, "\n## Time to first result\n\n")
 		first.markdown(w)

@@ -18,6 +18,7 @@ var workloadNames = []string{"throughput", "latency", "scale", "ttfr", "sweep"}
 // sizes are the job counts and concurrencies of the workloads.
 type sizes struct {
 	throughputJobs, throughputConc, throughputBody int
+	runs                                           int // throughput and latency: fetchd and the baseline alternately, this many times each
 	latencyJobs, latencyConc                       int
 	latencyDelay                                   time.Duration
 	scaleJobs, scaleConc, scaleBody                int
@@ -29,7 +30,7 @@ type sizes struct {
 }
 
 var fullSizes = sizes{
-	throughputJobs: 50_000, throughputConc: 64, throughputBody: 1024,
+	throughputJobs: 50_000, throughputConc: 64, throughputBody: 1024, runs: 3,
 	latencyJobs: 10_000, latencyConc: 1000, latencyDelay: 100 * time.Millisecond,
 	scaleJobs: 1_000_000, scaleConc: 128, scaleBody: 64, scaleMarks: []int{100_000, 1_000_000},
 	ttfrSlow: 999, ttfrDelay: 2 * time.Second,
@@ -38,7 +39,7 @@ var fullSizes = sizes{
 
 // shortSizes exercise every workload in seconds, for CI.
 var shortSizes = sizes{
-	throughputJobs: 2000, throughputConc: 64, throughputBody: 1024,
+	throughputJobs: 2000, throughputConc: 64, throughputBody: 1024, runs: 2,
 	latencyJobs: 500, latencyConc: 100, latencyDelay: 100 * time.Millisecond,
 	scaleJobs: 10_000, scaleConc: 64, scaleBody: 64, scaleMarks: []int{1000, 10_000},
 	ttfrSlow: 99, ttfrDelay: 500 * time.Millisecond,
@@ -101,13 +102,11 @@ func (b *bench) run(ctx context.Context, name string) ([]row, error) {
 	sz := b.sz
 	switch name {
 	case "throughput":
-		r, err := b.pair(ctx, row{workload: name, label: fmt.Sprintf("throughput, %d B body", sz.throughputBody), conc: sz.throughputConc, ratio: ratioRate},
+		return b.repeat(ctx, row{workload: name, label: fmt.Sprintf("throughput, %d B body", sz.throughputBody), conc: sz.throughputConc, ratio: ratioRate},
 			load{n: sz.throughputJobs, url: b.sizeURL(sz.throughputBody)})
-		return []row{r}, err
 	case "latency":
-		r, err := b.pair(ctx, row{workload: name, label: fmt.Sprintf("latency-bound, %v response", sz.latencyDelay), conc: sz.latencyConc, ratio: ratioTime},
+		return b.repeat(ctx, row{workload: name, label: fmt.Sprintf("latency-bound, %v response", sz.latencyDelay), conc: sz.latencyConc, ratio: ratioTime},
 			load{n: sz.latencyJobs, url: b.delayURL(sz.latencyDelay)})
-		return []row{r}, err
 	case "scale":
 		r, err := b.pair(ctx, row{workload: name, label: fmt.Sprintf("scale, one stream, %d B body", sz.scaleBody), conc: sz.scaleConc, ratio: ratioRate},
 			load{n: sz.scaleJobs, url: b.sizeURL(sz.scaleBody)}, sz.scaleMarks...)
@@ -128,6 +127,26 @@ func (b *bench) run(ctx context.Context, name string) ([]row, error) {
 		return rows, nil
 	}
 	return nil, fmt.Errorf("unknown workload %q", name)
+}
+
+// repeat runs pair sz.runs times, since one run on a small VM can be off by
+// 15-20%: fetchd and the baseline alternate, and the report gives the
+// median.
+func (b *bench) repeat(ctx context.Context, r row, l load) ([]row, error) {
+	runs := max(b.sz.runs, 1)
+	var rows []row
+	for i := range runs {
+		ri := r
+		if runs > 1 {
+			ri.label += fmt.Sprintf(", run %d/%d", i+1, runs)
+		}
+		ri, err := b.pair(ctx, ri, l)
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, ri)
+	}
+	return rows, nil
 }
 
 // pair runs l through a fetchd started for r.conc, then through the
