@@ -58,6 +58,8 @@ func TestEgressFlags(t *testing.T) {
 		{"deny-host", []string{"-allow-cidr", "127.0.0.0/8", "-deny-host", "127.0.0.1"}, fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
 		{"allow-host other", []string{"-allow-cidr", "127.0.0.0/8", "-allow-host", "*.example.com"}, fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
 		{"allow-private keeps loopback closed", []string{"-allow-private"}, fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
+		{"allowed, net/http engine", []string{"-allow-cidr", "127.0.0.0/8", "-lean-http=false"}, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED},
+		{"deny-cidr, net/http engine", []string{"-allow-cidr", "127.0.0.0/8", "-deny-cidr", "127.0.0.1/32", "-lean-http=false"}, fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

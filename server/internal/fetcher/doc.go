@@ -3,8 +3,11 @@
 //
 // [Validate] checks a [fetchv1.FetchRequest] against the server's limits and
 // builds a [Job]; a job that fails validation never reaches the network.
-// [Fetcher.Fetch] performs the job through one shared, tuned
-// [net/http.Transport]: the URL of the job and of every redirect passes the
+// [Fetcher.Fetch] performs the job through an [net/http.Client] whose
+// transport sends plain-http requests through the lean HTTP/1.1 engine of
+// package h1 ([EngineLean], the default) and everything else (https, HTTP/2)
+// through one shared, tuned [net/http.Transport]; both engines meet the
+// same tests. The URL of the job and of every redirect passes the
 // [egress.Policy] host and port checks before any name is resolved, and
 // every connection passes its address check at dial time. Against hostile
 // upstreams, a job is bounded by its timeout, by an idle-read deadline on
