@@ -37,7 +37,8 @@ bench: ## Benchmark fetchd against an in-process baseline (about 3 minutes); wri
 	$(GO) run ./cmd/fetchbench $(ARGS)
 
 .PHONY: bench-engines
-bench-engines: ## Measure net/http against fasthttp's client side by side (bench/engines is its own module).
+bench-engines: ## Measure HTTP/1.1 engines side by side: net/http against fetchd's lean h1, and against fasthttp's client (bench/engines is its own module).
+	$(GO) test -run NONE -bench BenchmarkTransport -benchtime 50000x -count 3 ./server/internal/h1
 	cd bench/engines && $(GO) test -run NONE -bench . -benchtime 50000x -count 3 .
 
 .PHONY: deploytest

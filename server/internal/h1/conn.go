@@ -26,6 +26,7 @@ type conn struct {
 	r   connReader
 	br  *bufio.Reader // over r
 	bw  *bufio.Writer // over nc
+	pk  *peeker       // nil if the connection offers no raw access
 
 	// Set by the pool, under Transport.mu.
 	idleSince time.Time
@@ -33,7 +34,7 @@ type conn struct {
 }
 
 func newConn(t *Transport, key string, nc net.Conn) *conn {
-	c := &conn{t: t, key: key, nc: nc}
+	c := &conn{t: t, key: key, nc: nc, pk: newPeeker(nc)}
 	c.r.nc = nc
 	c.r.limit = -1
 	c.br = bufio.NewReaderSize(&c.r, 4<<10)

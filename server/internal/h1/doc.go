@@ -20,11 +20,17 @@
 //   - the response head is capped at [Transport.MaxResponseHeaderBytes];
 //   - gzip is asked for and decoded, as net/http does, unless the request
 //     sets Accept-Encoding or Range or is a HEAD;
+//   - a connection taken from the pool is checked first, with a
+//     non-blocking MSG_PEEK, for an upstream that closed it or sent bytes
+//     unasked, and closed if so: one system call where net/http keeps a
+//     read pending on every idle connection. A replayable request skips
+//     the check on a connection idle for less than a millisecond, as under
+//     load;
 //   - a replayable request (GET, HEAD, OPTIONS, TRACE, or one with an
-//     Idempotency-Key) that meets a dead pooled connection before any byte
-//     of response is retried once on a new connection; other requests only
-//     reuse connections idle for less than a second, so that the race with
-//     an upstream's idle timeout is unlikely.
+//     Idempotency-Key) that still meets a dead pooled connection before any
+//     byte of response is retried once on a new connection; other requests
+//     only reuse connections idle for less than a second, so that the race
+//     with an upstream's idle timeout is unlikely.
 //
 // What it does not do, and [Transport.RoundTrip] refuses with
 // [ErrUnsupported] so that the caller can use net/http instead: https,

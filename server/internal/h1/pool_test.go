@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,5 +352,78 @@ func TestNonReplayableNeedsFreshConn(t *testing.T) {
 	get(t, tr, srv.URL)
 	if got := srv.opened.Load(); got != 3 {
 		t.Errorf("connections after a GET with stale idle ones = %d, want still 3", got)
+	}
+}
+
+// TestUnsolicitedBytesOnIdleConn checks that a pooled connection on which
+// the upstream sent bytes nobody asked for (here a whole forged response)
+// is not reused: the next request goes on a new connection and gets the
+// answer to its own request.
+func TestUnsolicitedBytesOnIdleConn(t *testing.T) {
+	const evil = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
+	forged := make(chan struct{})
+	var once sync.Once
+	rs := startRaw(t, func(rc *rawConn) {
+		first := true
+		for {
+			if _, _, err := rc.readRequest(); err != nil {
+				return
+			}
+			if rc.write(okResp) != nil {
+				return
+			}
+			if first {
+				first = false
+				once.Do(func() {
+					rc.write(evil) // while the connection idles in the pool
+					close(forged)
+				})
+			}
+		}
+	})
+	tr := newTransport(t, &h1.Transport{})
+	if got := get(t, tr, rs.url); got != "ok" {
+		t.Fatalf("RoundTrip(%q) = %q, want %q", rs.url, got, "ok")
+	}
+	<-forged
+	// The forged bytes are written; loopback delivers them in
+	// microseconds, so that the check meets them rather than races them.
+	time.Sleep(50 * time.Millisecond)
+	if got := get(t, tr, rs.url); got != "ok" {
+		t.Errorf("RoundTrip(%q) after unsolicited bytes = %q, want %q", rs.url, got, "ok")
+	}
+	if got := rs.accepted.Load(); got != 2 {
+		t.Errorf("connections = %d, want 2: the one with unsolicited bytes must be dropped", got)
+	}
+}
+
+// TestPostAfterUpstreamClosedIdle checks that a request that may not be
+// sent twice does not meet a pooled connection the upstream has closed:
+// the check finds it closed, and the POST goes on a new connection.
+func TestPostAfterUpstreamClosedIdle(t *testing.T) {
+	var posts atomic.Int64
+	rs := startRaw(t, func(rc *rawConn) {
+		req, _, err := rc.readRequest()
+		if err != nil {
+			return
+		}
+		if req.Method == http.MethodPost {
+			posts.Add(1)
+		}
+		rc.write(okResp) // then the connection is closed
+	})
+	tr := newTransport(t, &h1.Transport{})
+	get(t, tr, rs.url)
+	waitFor(t, "the upstream to close its connection", func() bool { return rs.finished.Load() == 1 })
+	req := newRequest(t, backstop(t), http.MethodPost, rs.url, strings.NewReader("payload"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("RoundTrip(POST %q) after the upstream closed the idle connection = %v, want nil", rs.url, err)
+	}
+	if body := readAll(t, resp); body != "ok" {
+		t.Errorf("RoundTrip(POST %q) = %q, want %q", rs.url, body, "ok")
+	}
+	if got := posts.Load(); got != 1 {
+		t.Errorf("upstream saw %d POSTs, want 1", got)
 	}
 }
