@@ -143,32 +143,7 @@ func (s *Server) Close() {
 
 // Fetch implements fetch.v1.FetchService.Fetch.
 func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fetchv1.FetchResponse]) error {
-	return s.serve(stream.Context(), stream.Recv, one(stream.Send), stream.SetTrailer, nil)
-}
-
-// FetchMany implements fetch.v1.FetchService.FetchMany: Fetch with jobs
-// and results several to a message.
-func (s *Server) FetchMany(stream grpc.BidiStreamingServer[fetchv1.FetchManyRequest, fetchv1.FetchManyResponse]) error {
-	var pending []*fetchv1.FetchRequest // jobs of the last message not yet handed over
-	recv := func() (*fetchv1.FetchRequest, error) {
-		for len(pending) == 0 {
-			m, err := stream.Recv()
-			if err != nil {
-				return nil, err
-			}
-			pending = m.GetJobs()
-		}
-		job := pending[0]
-		pending[0], pending = nil, pending[1:]
-		return job, nil
-	}
-	out := sender{
-		send: func(rs []*fetchv1.FetchResponse) error {
-			return stream.Send(&fetchv1.FetchManyResponse{Results: rs})
-		},
-		batch: maxBatch,
-	}
-	return s.serve(stream.Context(), recv, out, stream.SetTrailer, nil)
+	return s.serve(stream.Context(), stream.Recv, stream.Send, stream.SetTrailer, nil)
 }
 
 // FetchBatch implements fetch.v1.FetchService.FetchBatch.
@@ -189,7 +164,7 @@ func (s *Server) FetchBatch(req *fetchv1.FetchBatchRequest, stream grpc.ServerSt
 	if opts == nil {
 		opts = &fetchv1.StreamOptions{}
 	}
-	return s.serve(stream.Context(), recv, one(send), stream.SetTrailer, opts)
+	return s.serve(stream.Context(), recv, send, stream.SetTrailer, opts)
 }
 
 // fetch runs one job, turning a panic into the job's internal error.

@@ -61,35 +61,10 @@ type stream struct {
 	workers  sync.WaitGroup // lanes and workers
 }
 
-// sender sends a stream's results. Only the goroutine running serve calls
-// it.
-type sender struct {
-	// send sends results, in order; it may keep the slice.
-	send func([]*fetchv1.FetchResponse) error
-	// batch is the most results one send call takes: results ready at the
-	// same time go together, up to batch and batchBytes. 1 sends each on
-	// its own.
-	batch int
-}
-
-// Batches of results: at most maxBatch results, and no more results once
-// their sizes add up to maxBatchBytes, well under the 4 MiB that gRPC
-// clients accept by default (a single result may be larger: it goes alone).
-const (
-	maxBatch      = 256
-	maxBatchBytes = 1 << 20
-)
-
-// one is a sender of one result per message.
-func one(send func(*fetchv1.FetchResponse) error) sender {
-	return sender{send: func(rs []*fetchv1.FetchResponse) error { return send(rs[0]) }, batch: 1}
-}
-
 // serve runs one stream: jobs come from recv until io.EOF, results go to
-// out, and only the calling goroutine calls out.send and setTrailer. opts,
-// when non-nil, are the stream options of a batch; otherwise they come from
-// the first job.
-func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, error), out sender, setTrailer func(metadata.MD), opts *fetchv1.StreamOptions) error {
+// send, and only the calling goroutine calls send and setTrailer. opts, when non-nil, are
+// the stream options of a batch; otherwise they come from the first job.
+func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, error), send func(*fetchv1.FetchResponse) error, setTrailer func(metadata.MD), opts *fetchv1.StreamOptions) error {
 	start := time.Now()
 	s.metrics.streams.Inc()
 	defer s.metrics.streams.Dec()
@@ -122,109 +97,53 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 		draining         = s.draining
 		sum              summary
 	)
-	var (
-		held   *fetchv1.FetchResponse // taken from st.results, not yet sent
-		closed bool                   // st.results was found closed
-	)
 	for {
-		r, ok := held, true
-		held = nil
-		if r == nil && !closed {
-			select {
-			case r, ok = <-st.results:
-			case err := <-recvDone:
-				recvDone = nil
-				switch {
-				case err == io.EOF:
-					// Every job is read; the queued ones still start. The
-					// stream ends when the lanes and workers are done.
-					complete = true
-					go func() {
-						st.workers.Wait()
-						st.end()
-					}()
-					continue
-				case errors.Is(err, errDraining):
-					drained = true
-				case err != nil:
-					recvErr = err
-					cancel(err)
+		select {
+		case r, ok := <-st.results:
+			if !ok {
+				// Drained before every job read was answered: the rest were
+				// never started.
+				cut := drained && sum.jobs < int(st.read.Load())
+				if drained && (!complete || cut) {
+					setTrailer(metadata.Pairs(TrailerUnstarted, "true"))
 				}
-				go st.end()
-				continue
-			case <-draining:
-				draining = nil
-				drained = true
-				go st.end()
-				continue
+				return s.finish(callCtx, start, &sum, recvErr, sendErr, drained && (!complete || cut))
 			}
-		}
-		if r != nil && ok {
-			var batch []*fetchv1.FetchResponse
-			batch, held, closed = st.collect(r, out.batch)
-			for _, r := range batch {
-				s.metrics.result(r)
-			}
+			s.metrics.result(r)
 			if sendErr == nil {
-				if err := out.send(batch); err != nil {
+				if err := send(r); err != nil {
 					sendErr = err
 					cancel(err)
 					go st.end()
 				}
-				for _, r := range batch {
-					sum.add(r)
-				}
+				sum.add(r)
 			}
-			for range batch {
-				<-st.window
+			<-st.window
+		case err := <-recvDone:
+			recvDone = nil
+			switch {
+			case err == io.EOF:
+				// Every job is read; the queued ones still start. The
+				// stream ends when the lanes and workers are done.
+				complete = true
+				go func() {
+					st.workers.Wait()
+					st.end()
+				}()
+				continue
+			case errors.Is(err, errDraining):
+				drained = true
+			case err != nil:
+				recvErr = err
+				cancel(err)
 			}
-		} else {
-			closed = true
-		}
-		if closed && held == nil {
-			// Drained before every job read was answered: the rest were
-			// never started.
-			cut := drained && sum.jobs < int(st.read.Load())
-			if drained && (!complete || cut) {
-				setTrailer(metadata.Pairs(TrailerUnstarted, "true"))
-			}
-			return s.finish(callCtx, start, &sum, recvErr, sendErr, drained && (!complete || cut))
-		}
-	}
-}
-
-// collect returns r and the results ready after it, without waiting: at
-// most max of them, and no more once their sizes reach maxBatchBytes. A
-// result taken that would go over is returned as held, for the next batch;
-// closed reports that st.results was found closed.
-func (st *stream) collect(r *fetchv1.FetchResponse, max int) (batch []*fetchv1.FetchResponse, held *fetchv1.FetchResponse, closed bool) {
-	batch = []*fetchv1.FetchResponse{r}
-	size := resultSize(r)
-	for len(batch) < max && size < maxBatchBytes {
-		select {
-		case r, ok := <-st.results:
-			if !ok {
-				return batch, nil, true
-			}
-			if size+resultSize(r) > maxBatchBytes {
-				return batch, r, false
-			}
-			batch = append(batch, r)
-			size += resultSize(r)
-		default:
-			return batch, nil, false
+			go st.end()
+		case <-draining:
+			draining = nil
+			drained = true
+			go st.end()
 		}
 	}
-	return batch, nil, false
-}
-
-// resultSize is about the encoded size of r, from above.
-func resultSize(r *fetchv1.FetchResponse) int {
-	n := 128 + len(r.GetBody()) + len(r.GetUrl()) + len(r.GetFinalUrl()) + len(r.GetError().GetMessage())
-	for _, h := range r.GetHeaders() {
-		n += 8 + len(h.GetName()) + len(h.GetValue())
-	}
-	return n
 }
 
 // finish logs the stream's summary and returns its final status. callCtx

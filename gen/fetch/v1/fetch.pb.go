@@ -725,99 +725,6 @@ func (x *FetchBatchRequest) GetOptions() *StreamOptions {
 	return nil
 }
 
-// FetchManyRequest carries jobs of a FetchMany call.
-type FetchManyRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The jobs, indexed by arrival on the stream, after those of earlier
-	// messages.
-	Jobs          []*FetchRequest `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *FetchManyRequest) Reset() {
-	*x = FetchManyRequest{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *FetchManyRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*FetchManyRequest) ProtoMessage() {}
-
-func (x *FetchManyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use FetchManyRequest.ProtoReflect.Descriptor instead.
-func (*FetchManyRequest) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{7}
-}
-
-func (x *FetchManyRequest) GetJobs() []*FetchRequest {
-	if x != nil {
-		return x.Jobs
-	}
-	return nil
-}
-
-// FetchManyResponse carries results of a FetchMany call.
-type FetchManyResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Results in completion order, each exactly as Fetch would send it.
-	Results       []*FetchResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *FetchManyResponse) Reset() {
-	*x = FetchManyResponse{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[8]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *FetchManyResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*FetchManyResponse) ProtoMessage() {}
-
-func (x *FetchManyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[8]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use FetchManyResponse.ProtoReflect.Descriptor instead.
-func (*FetchManyResponse) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{8}
-}
-
-func (x *FetchManyResponse) GetResults() []*FetchResponse {
-	if x != nil {
-		return x.Results
-	}
-	return nil
-}
-
 // FetchBatchResponse carries the result of one job of a FetchBatch call.
 type FetchBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -829,7 +736,7 @@ type FetchBatchResponse struct {
 
 func (x *FetchBatchResponse) Reset() {
 	*x = FetchBatchResponse{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[9]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +748,7 @@ func (x *FetchBatchResponse) String() string {
 func (*FetchBatchResponse) ProtoMessage() {}
 
 func (x *FetchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[9]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +761,7 @@ func (x *FetchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchBatchResponse.ProtoReflect.Descriptor instead.
 func (*FetchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{9}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FetchBatchResponse) GetResult() *FetchResponse {
@@ -912,11 +819,7 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"r\n" +
 	"\x11FetchBatchRequest\x12*\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x16.fetch.v1.FetchRequestR\x04jobs\x121\n" +
-	"\aoptions\x18\x02 \x01(\v2\x17.fetch.v1.StreamOptionsR\aoptions\">\n" +
-	"\x10FetchManyRequest\x12*\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x16.fetch.v1.FetchRequestR\x04jobs\"F\n" +
-	"\x11FetchManyResponse\x121\n" +
-	"\aresults\x18\x01 \x03(\v2\x17.fetch.v1.FetchResponseR\aresults\"E\n" +
+	"\aoptions\x18\x02 \x01(\v2\x17.fetch.v1.StreamOptionsR\aoptions\"E\n" +
 	"\x12FetchBatchResponse\x12/\n" +
 	"\x06result\x18\x01 \x01(\v2\x17.fetch.v1.FetchResponseR\x06result*\xff\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
@@ -933,12 +836,11 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\x17ERROR_CODE_BAD_RESPONSE\x10\n" +
 	"\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\v\x12\x1e\n" +
-	"\x1aERROR_CODE_OUTCOME_UNKNOWN\x10\f2\xe1\x01\n" +
+	"\x1aERROR_CODE_OUTCOME_UNKNOWN\x10\f2\x97\x01\n" +
 	"\fFetchService\x12<\n" +
 	"\x05Fetch\x12\x16.fetch.v1.FetchRequest\x1a\x17.fetch.v1.FetchResponse(\x010\x01\x12I\n" +
 	"\n" +
-	"FetchBatch\x12\x1b.fetch.v1.FetchBatchRequest\x1a\x1c.fetch.v1.FetchBatchResponse0\x01\x12H\n" +
-	"\tFetchMany\x12\x1a.fetch.v1.FetchManyRequest\x1a\x1b.fetch.v1.FetchManyResponse(\x010\x01B\x8a\x01\n" +
+	"FetchBatch\x12\x1b.fetch.v1.FetchBatchRequest\x1a\x1c.fetch.v1.FetchBatchResponse0\x01B\x8a\x01\n" +
 	"\fcom.fetch.v1B\n" +
 	"FetchProtoP\x01Z-github.com/fetchd/fetchd/gen/fetch/v1;fetchv1\xa2\x02\x03FXX\xaa\x02\bFetch.V1\xca\x02\bFetch\\V1\xe2\x02\x14Fetch\\V1\\GPBMetadata\xea\x02\tFetch::V1b\x06proto3"
 
@@ -955,7 +857,7 @@ func file_fetch_v1_fetch_proto_rawDescGZIP() []byte {
 }
 
 var file_fetch_v1_fetch_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fetch_v1_fetch_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_fetch_v1_fetch_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_fetch_v1_fetch_proto_goTypes = []any{
 	(ErrorCode)(0),              // 0: fetch.v1.ErrorCode
 	(*FetchRequest)(nil),        // 1: fetch.v1.FetchRequest
@@ -965,38 +867,32 @@ var file_fetch_v1_fetch_proto_goTypes = []any{
 	(*FetchResponse)(nil),       // 5: fetch.v1.FetchResponse
 	(*Error)(nil),               // 6: fetch.v1.Error
 	(*FetchBatchRequest)(nil),   // 7: fetch.v1.FetchBatchRequest
-	(*FetchManyRequest)(nil),    // 8: fetch.v1.FetchManyRequest
-	(*FetchManyResponse)(nil),   // 9: fetch.v1.FetchManyResponse
-	(*FetchBatchResponse)(nil),  // 10: fetch.v1.FetchBatchResponse
-	(*durationpb.Duration)(nil), // 11: google.protobuf.Duration
+	(*FetchBatchResponse)(nil),  // 8: fetch.v1.FetchBatchResponse
+	(*durationpb.Duration)(nil), // 9: google.protobuf.Duration
 }
 var file_fetch_v1_fetch_proto_depIdxs = []int32{
 	4,  // 0: fetch.v1.FetchRequest.headers:type_name -> fetch.v1.Header
-	11, // 1: fetch.v1.FetchRequest.timeout:type_name -> google.protobuf.Duration
+	9,  // 1: fetch.v1.FetchRequest.timeout:type_name -> google.protobuf.Duration
 	3,  // 2: fetch.v1.FetchRequest.stream_options:type_name -> fetch.v1.StreamOptions
 	2,  // 3: fetch.v1.FetchRequest.retry:type_name -> fetch.v1.RetryPolicy
-	11, // 4: fetch.v1.StreamOptions.timeout:type_name -> google.protobuf.Duration
+	9,  // 4: fetch.v1.StreamOptions.timeout:type_name -> google.protobuf.Duration
 	2,  // 5: fetch.v1.StreamOptions.retry:type_name -> fetch.v1.RetryPolicy
 	4,  // 6: fetch.v1.FetchResponse.headers:type_name -> fetch.v1.Header
-	11, // 7: fetch.v1.FetchResponse.duration:type_name -> google.protobuf.Duration
+	9,  // 7: fetch.v1.FetchResponse.duration:type_name -> google.protobuf.Duration
 	6,  // 8: fetch.v1.FetchResponse.error:type_name -> fetch.v1.Error
 	0,  // 9: fetch.v1.Error.code:type_name -> fetch.v1.ErrorCode
 	1,  // 10: fetch.v1.FetchBatchRequest.jobs:type_name -> fetch.v1.FetchRequest
 	3,  // 11: fetch.v1.FetchBatchRequest.options:type_name -> fetch.v1.StreamOptions
-	1,  // 12: fetch.v1.FetchManyRequest.jobs:type_name -> fetch.v1.FetchRequest
-	5,  // 13: fetch.v1.FetchManyResponse.results:type_name -> fetch.v1.FetchResponse
-	5,  // 14: fetch.v1.FetchBatchResponse.result:type_name -> fetch.v1.FetchResponse
-	1,  // 15: fetch.v1.FetchService.Fetch:input_type -> fetch.v1.FetchRequest
-	7,  // 16: fetch.v1.FetchService.FetchBatch:input_type -> fetch.v1.FetchBatchRequest
-	8,  // 17: fetch.v1.FetchService.FetchMany:input_type -> fetch.v1.FetchManyRequest
-	5,  // 18: fetch.v1.FetchService.Fetch:output_type -> fetch.v1.FetchResponse
-	10, // 19: fetch.v1.FetchService.FetchBatch:output_type -> fetch.v1.FetchBatchResponse
-	9,  // 20: fetch.v1.FetchService.FetchMany:output_type -> fetch.v1.FetchManyResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	5,  // 12: fetch.v1.FetchBatchResponse.result:type_name -> fetch.v1.FetchResponse
+	1,  // 13: fetch.v1.FetchService.Fetch:input_type -> fetch.v1.FetchRequest
+	7,  // 14: fetch.v1.FetchService.FetchBatch:input_type -> fetch.v1.FetchBatchRequest
+	5,  // 15: fetch.v1.FetchService.Fetch:output_type -> fetch.v1.FetchResponse
+	8,  // 16: fetch.v1.FetchService.FetchBatch:output_type -> fetch.v1.FetchBatchResponse
+	15, // [15:17] is the sub-list for method output_type
+	13, // [13:15] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_fetch_v1_fetch_proto_init() }
@@ -1010,7 +906,7 @@ func file_fetch_v1_fetch_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fetch_v1_fetch_proto_rawDesc), len(file_fetch_v1_fetch_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

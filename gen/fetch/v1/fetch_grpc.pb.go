@@ -21,7 +21,6 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	FetchService_Fetch_FullMethodName      = "/fetch.v1.FetchService/Fetch"
 	FetchService_FetchBatch_FullMethodName = "/fetch.v1.FetchService/FetchBatch"
-	FetchService_FetchMany_FullMethodName  = "/fetch.v1.FetchService/FetchMany"
 )
 
 // FetchServiceClient is the client API for FetchService service.
@@ -51,15 +50,6 @@ type FetchServiceClient interface {
 	// It serves callers that cannot stream requests (gRPC-Web, HTTP/JSON
 	// gateways).
 	FetchBatch(ctx context.Context, in *FetchBatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchBatchResponse], error)
-	// FetchMany is Fetch with jobs and results carried several to a message,
-	// which costs both sides less per job than one message each. A request
-	// message holds one or more jobs; jobs are indexed by arrival across
-	// messages, as in Fetch, and stream_options go on the first job of the
-	// first message. A response message holds the results ready when it was
-	// sent, at least one, in completion order: at most 256 of them, and under
-	// 1 MiB unless a single result is larger. Half-closing, draining and the
-	// final status are as in Fetch.
-	FetchMany(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FetchManyRequest, FetchManyResponse], error)
 }
 
 type fetchServiceClient struct {
@@ -102,19 +92,6 @@ func (c *fetchServiceClient) FetchBatch(ctx context.Context, in *FetchBatchReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FetchService_FetchBatchClient = grpc.ServerStreamingClient[FetchBatchResponse]
 
-func (c *fetchServiceClient) FetchMany(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FetchManyRequest, FetchManyResponse], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &FetchService_ServiceDesc.Streams[2], FetchService_FetchMany_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[FetchManyRequest, FetchManyResponse]{ClientStream: stream}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type FetchService_FetchManyClient = grpc.BidiStreamingClient[FetchManyRequest, FetchManyResponse]
-
 // FetchServiceServer is the server API for FetchService service.
 // All implementations must embed UnimplementedFetchServiceServer
 // for forward compatibility.
@@ -142,15 +119,6 @@ type FetchServiceServer interface {
 	// It serves callers that cannot stream requests (gRPC-Web, HTTP/JSON
 	// gateways).
 	FetchBatch(*FetchBatchRequest, grpc.ServerStreamingServer[FetchBatchResponse]) error
-	// FetchMany is Fetch with jobs and results carried several to a message,
-	// which costs both sides less per job than one message each. A request
-	// message holds one or more jobs; jobs are indexed by arrival across
-	// messages, as in Fetch, and stream_options go on the first job of the
-	// first message. A response message holds the results ready when it was
-	// sent, at least one, in completion order: at most 256 of them, and under
-	// 1 MiB unless a single result is larger. Half-closing, draining and the
-	// final status are as in Fetch.
-	FetchMany(grpc.BidiStreamingServer[FetchManyRequest, FetchManyResponse]) error
 	mustEmbedUnimplementedFetchServiceServer()
 }
 
@@ -166,9 +134,6 @@ func (UnimplementedFetchServiceServer) Fetch(grpc.BidiStreamingServer[FetchReque
 }
 func (UnimplementedFetchServiceServer) FetchBatch(*FetchBatchRequest, grpc.ServerStreamingServer[FetchBatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method FetchBatch not implemented")
-}
-func (UnimplementedFetchServiceServer) FetchMany(grpc.BidiStreamingServer[FetchManyRequest, FetchManyResponse]) error {
-	return status.Error(codes.Unimplemented, "method FetchMany not implemented")
 }
 func (UnimplementedFetchServiceServer) mustEmbedUnimplementedFetchServiceServer() {}
 func (UnimplementedFetchServiceServer) testEmbeddedByValue()                      {}
@@ -209,13 +174,6 @@ func _FetchService_FetchBatch_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FetchService_FetchBatchServer = grpc.ServerStreamingServer[FetchBatchResponse]
 
-func _FetchService_FetchMany_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(FetchServiceServer).FetchMany(&grpc.GenericServerStream[FetchManyRequest, FetchManyResponse]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type FetchService_FetchManyServer = grpc.BidiStreamingServer[FetchManyRequest, FetchManyResponse]
-
 // FetchService_ServiceDesc is the grpc.ServiceDesc for FetchService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -234,12 +192,6 @@ var FetchService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "FetchBatch",
 			Handler:       _FetchService_FetchBatch_Handler,
 			ServerStreams: true,
-		},
-		{
-			StreamName:    "FetchMany",
-			Handler:       _FetchService_FetchMany_Handler,
-			ServerStreams: true,
-			ClientStreams: true,
 		},
 	},
 	Metadata: "fetch/v1/fetch.proto",
