@@ -45,6 +45,15 @@ func TestRequestWire(t *testing.T) {
 				"X-A: 1\r\nX-B: 2\r\nX-B: 3\r\nX-C: spaced\r\nAccept-Encoding: gzip\r\n\r\n",
 		},
 		{
+			name: "IPv6 zone left out of Host, as net/http does",
+			req: func(tb testing.TB, url string) *http.Request {
+				req := newRequest(tb, context.Background(), http.MethodGet, url, nil)
+				req.Host = "[fe80::1%eth0]:8080"
+				return req
+			},
+			want: "GET / HTTP/1.1\r\nHost: [fe80::1]:8080\r\nUser-Agent: Go-http-client/1.1\r\nAccept-Encoding: gzip\r\n\r\n",
+		},
+		{
 			name: "caller User-Agent",
 			req: func(tb testing.TB, url string) *http.Request {
 				req := newRequest(tb, context.Background(), http.MethodGet, url, nil)

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -34,10 +35,7 @@ func validateRequest(req *http.Request) error {
 	if target := req.URL.RequestURI(); !validTarget(target) {
 		return fmt.Errorf("h1: invalid request target %q", target)
 	}
-	host := req.Host
-	if host == "" {
-		host = req.URL.Host
-	}
+	host := hostHeader(req)
 	if !httpguts.ValidHostHeader(host) {
 		return fmt.Errorf("h1: invalid Host %q", host)
 	}
@@ -70,10 +68,7 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 	if method == "" {
 		method = http.MethodGet
 	}
-	host := req.Host
-	if host == "" {
-		host = req.URL.Host
-	}
+	host := hostHeader(req)
 	w.WriteString(method)
 	w.WriteByte(' ')
 	w.WriteString(req.URL.RequestURI())
@@ -135,6 +130,24 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 		}
 	}
 	return w.Flush()
+}
+
+// hostHeader is the Host header of req: req.Host, else its URL's host,
+// without an IPv6 zone ("[fe80::1%eth0]:80" is sent as "[fe80::1]:80"),
+// which means nothing to the upstream, as net/http does.
+func hostHeader(req *http.Request) string {
+	host := cmp.Or(req.Host, req.URL.Host)
+	if !strings.HasPrefix(host, "[") {
+		return host
+	}
+	end := strings.LastIndexByte(host, ']')
+	if end < 0 {
+		return host
+	}
+	if zone := strings.LastIndexByte(host[:end], '%'); zone >= 0 {
+		return host[:zone] + host[end:]
+	}
+	return host
 }
 
 // validToken reports whether s is an HTTP token (RFC 9110 section 5.6.2).
