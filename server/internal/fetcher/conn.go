@@ -81,19 +81,18 @@ func (e *idleReadError) Unwrap() error   { return e.err }
 func (e *idleReadError) Timeout() bool   { return true }
 func (e *idleReadError) Temporary() bool { return true }
 
-// jobConns holds the connections one job uses, learnt from
-// [httptrace.ClientTrace.GotConn], so that their idle-read deadlines apply
-// exactly while the job runs.
-type jobConns struct {
+// requestConns holds the connections one request uses (net/http may retry it on
+// another), learnt from [httptrace.ClientTrace.GotConn], so that their
+// idle-read deadlines apply exactly until its response body is closed.
+type requestConns struct {
 	mu    sync.Mutex // guards conns and done
 	conns []*idleConn
 	done  bool
 }
 
-// gotConn acquires the connection of the job's next request. The previous
-// hop's response is over by then (the client closes it before following a
-// redirect), so its connection is released.
-func (j *jobConns) gotConn(info httptrace.GotConnInfo) {
+// gotConn acquires the connection the request got; one it got before, on
+// which it failed, is released.
+func (j *requestConns) gotConn(info httptrace.GotConnInfo) {
 	c := asIdleConn(info.Conn)
 	if c == nil {
 		return
@@ -110,8 +109,8 @@ func (j *jobConns) gotConn(info httptrace.GotConnInfo) {
 	j.conns = append(j.conns[:0], c)
 }
 
-// releaseAll releases every connection held, once the job is over.
-func (j *jobConns) releaseAll() {
+// releaseAll releases every connection held, once the response is over.
+func (j *requestConns) releaseAll() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.done = true
@@ -137,7 +136,7 @@ func asIdleConn(c net.Conn) *idleConn {
 type idleReadTransport struct{ rt http.RoundTripper }
 
 func (t idleReadTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	conns := &jobConns{}
+	conns := &requestConns{}
 	traced := req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: conns.gotConn}))
 	resp, err := t.rt.RoundTrip(traced)
 	if err != nil {
@@ -151,7 +150,7 @@ func (t idleReadTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 // releasingBody releases the connections of its request when closed.
 type releasingBody struct {
 	io.ReadCloser
-	conns *jobConns
+	conns *requestConns
 }
 
 func (b *releasingBody) Close() error {

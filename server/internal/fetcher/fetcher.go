@@ -95,17 +95,6 @@ func (e Engine) String() string {
 	return "lean"
 }
 
-// ParseEngine parses an engine's flag name.
-func ParseEngine(s string) (Engine, error) {
-	switch s {
-	case "lean":
-		return EngineLean, nil
-	case "net/http":
-		return EngineNetHTTP, nil
-	}
-	return 0, fmt.Errorf("engine %q is not lean or net/http", s)
-}
-
 // Fetcher performs jobs over one shared HTTP transport. It is safe for
 // concurrent use.
 type Fetcher struct {
@@ -166,6 +155,8 @@ func New(cfg Config) *Fetcher {
 			return &idleConn{Conn: c, timeout: d}, nil
 		}
 	}
+	// Both engines pool connections alike.
+	idleConns, idleConnTimeout := max(cfg.Conns, 100), 90*time.Second
 	tr := &http.Transport{
 		Proxy:                  nil, // never from the environment: the guard must see the target
 		DialContext:            dial,
@@ -173,9 +164,9 @@ func New(cfg Config) *Fetcher {
 		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
 		ResponseHeaderTimeout:  max(cfg.ResponseHeaderTimeout, 0),
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           max(cfg.Conns, 100),
+		MaxIdleConns:           idleConns,
 		MaxIdleConnsPerHost:    cfg.Conns,
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        idleConnTimeout,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
 	}
@@ -193,9 +184,9 @@ func New(cfg Config) *Fetcher {
 	if cfg.Engine == EngineLean {
 		f.lean = &h1.Transport{
 			DialContext:            dialer.DialContext,
-			MaxIdleConns:           max(cfg.Conns, 100),
+			MaxIdleConns:           idleConns,
 			MaxIdleConnsPerHost:    cfg.Conns,
-			IdleConnTimeout:        90 * time.Second,
+			IdleConnTimeout:        idleConnTimeout,
 			IdleReadTimeout:        cfg.IdleReadTimeout,
 			ResponseHeaderTimeout:  max(cfg.ResponseHeaderTimeout, 0),
 			MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,

@@ -152,7 +152,8 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response
 		}
 	}
 	stop := context.AfterFunc(ctx, c.abort)
-	resp, err := c.exchange(req)
+	compress := c.asksGzip(req)
+	resp, err := c.exchange(req, compress)
 	if err != nil {
 		stop()
 		c.nc.Close()
@@ -160,7 +161,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response
 	}
 	b := &body{c: c, req: req, stop: stop, raw: resp.Body, reusable: !resp.Close && !req.Close &&
 		!httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")}
-	if c.gzipped(req, resp) {
+	if compress && gzipped(resp) {
 		b.gzip = true
 		resp.Header.Del("Content-Encoding")
 		resp.Header.Del("Content-Length")
@@ -190,8 +191,7 @@ func (c *conn) wrapErr(ctx context.Context, err error) error {
 }
 
 // exchange writes req and reads the final response head, skipping 1xx.
-func (c *conn) exchange(req *http.Request) (*http.Response, error) {
-	compress := c.asksGzip(req)
+func (c *conn) exchange(req *http.Request, compress bool) (*http.Response, error) {
 	if err := writeRequest(c.bw, req, compress); err != nil {
 		return nil, fmt.Errorf("write request: %w", err)
 	}
@@ -244,10 +244,10 @@ func (c *conn) asksGzip(req *http.Request) bool {
 		req.Header.Get("Accept-Encoding") == "" && req.Header.Get("Range") == ""
 }
 
-// gzipped reports whether resp is gzip the transport asked for and must
-// decode.
-func (c *conn) gzipped(req *http.Request, resp *http.Response) bool {
-	if !c.asksGzip(req) || resp.Body == http.NoBody {
+// gzipped reports whether resp, to a request the transport asked gzip for,
+// is gzip it must decode.
+func gzipped(resp *http.Response) bool {
+	if resp.Body == http.NoBody {
 		return false
 	}
 	ce := resp.Header["Content-Encoding"]
