@@ -13,4 +13,7 @@
 //	failstatus=429  this status (default 503) and
 //	retryafter=1    this Retry-After header
 //	tag=a         count the request under this tag
+//
+// [StartRaw] serves raw TCP instead, for upstreams that misbehave below
+// HTTP: hand-written bytes, drips, stalls, closed connections.
 package testupstream

@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testupstream"
 	"github.com/fetchd/fetchd/server/internal/egress"
 )
 
@@ -110,57 +110,11 @@ func startServerOn(tb testing.TB, ln net.Listener, h http.HandlerFunc, useTLS bo
 }
 
 // startRaw serves every TCP connection on 127.0.0.1 with handle, which owns
-// the connection until it returns; the connection is closed after. When tb
-// ends the listener and every open connection are closed and the handlers
-// waited for. It returns the listening address.
+// the connection until it returns (see [testupstream.StartRaw]). It returns
+// the listening address.
 func startRaw(tb testing.TB, handle func(net.Conn)) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex // guards conns and closed
-		conns  = map[net.Conn]bool{}
-		closed bool
-	)
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if closed {
-				mu.Unlock()
-				c.Close()
-				return
-			}
-			conns[c] = true
-			mu.Unlock()
-			wg.Go(func() {
-				defer func() {
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				handle(c)
-			})
-		}
-	})
-	tb.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return testupstream.StartRaw(tb, func(c net.Conn, _ <-chan struct{}) { handle(c) }).Addr
 }
 
 // readRequest reads one HTTP request head from c and discards its body.

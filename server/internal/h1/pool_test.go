@@ -271,11 +271,11 @@ func TestNotReusedAfterExtraBytes(t *testing.T) {
 	})
 	tr := newTransport(t, &h1.Transport{})
 	for i := range 2 {
-		if got := get(t, tr, rs.url); got != "ok" {
-			t.Errorf("RoundTrip(%q) #%d = %q, want %q", rs.url, i, got, "ok")
+		if got := get(t, tr, rs.URL); got != "ok" {
+			t.Errorf("RoundTrip(%q) #%d = %q, want %q", rs.URL, i, got, "ok")
 		}
 	}
-	if got := rs.accepted.Load(); got != 2 {
+	if got := rs.Accepted.Load(); got != 2 {
 		t.Errorf("connections for two requests = %d, want 2", got)
 	}
 }
@@ -285,11 +285,11 @@ func TestNotReusedAfterExtraBytes(t *testing.T) {
 func TestReqCloseNotReused(t *testing.T) {
 	rs := startRaw(t, serveEach(okResp, false)) // keep-alive whatever is asked
 	tr := newTransport(t, &h1.Transport{})
-	req := newRequest(t, context.Background(), http.MethodGet, rs.url, nil)
+	req := newRequest(t, context.Background(), http.MethodGet, rs.URL, nil)
 	req.Close = true
 	roundTrip(t, tr, req)
-	get(t, tr, rs.url)
-	if got := rs.accepted.Load(); got != 2 {
+	get(t, tr, rs.URL)
+	if got := rs.Accepted.Load(); got != 2 {
 		t.Errorf("connections for a req.Close request and another = %d, want 2", got)
 	}
 }
@@ -382,17 +382,17 @@ func TestUnsolicitedBytesOnIdleConn(t *testing.T) {
 		}
 	})
 	tr := newTransport(t, &h1.Transport{})
-	if got := get(t, tr, rs.url); got != "ok" {
-		t.Fatalf("RoundTrip(%q) = %q, want %q", rs.url, got, "ok")
+	if got := get(t, tr, rs.URL); got != "ok" {
+		t.Fatalf("RoundTrip(%q) = %q, want %q", rs.URL, got, "ok")
 	}
 	<-forged
 	// The forged bytes are written; loopback delivers them in
 	// microseconds, so that the check meets them rather than races them.
 	time.Sleep(50 * time.Millisecond)
-	if got := get(t, tr, rs.url); got != "ok" {
-		t.Errorf("RoundTrip(%q) after unsolicited bytes = %q, want %q", rs.url, got, "ok")
+	if got := get(t, tr, rs.URL); got != "ok" {
+		t.Errorf("RoundTrip(%q) after unsolicited bytes = %q, want %q", rs.URL, got, "ok")
 	}
-	if got := rs.accepted.Load(); got != 2 {
+	if got := rs.Accepted.Load(); got != 2 {
 		t.Errorf("connections = %d, want 2: the one with unsolicited bytes must be dropped", got)
 	}
 }
@@ -413,15 +413,15 @@ func TestPostAfterUpstreamClosedIdle(t *testing.T) {
 		rc.write(okResp) // then the connection is closed
 	})
 	tr := newTransport(t, &h1.Transport{})
-	get(t, tr, rs.url)
-	waitFor(t, "the upstream to close its connection", func() bool { return rs.finished.Load() == 1 })
-	req := newRequest(t, backstop(t), http.MethodPost, rs.url, strings.NewReader("payload"))
+	get(t, tr, rs.URL)
+	waitFor(t, "the upstream to close its connection", func() bool { return rs.Finished.Load() == 1 })
+	req := newRequest(t, backstop(t), http.MethodPost, rs.URL, strings.NewReader("payload"))
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
-		t.Fatalf("RoundTrip(POST %q) after the upstream closed the idle connection = %v, want nil", rs.url, err)
+		t.Fatalf("RoundTrip(POST %q) after the upstream closed the idle connection = %v, want nil", rs.URL, err)
 	}
 	if body := readAll(t, resp); body != "ok" {
-		t.Errorf("RoundTrip(POST %q) = %q, want %q", rs.url, body, "ok")
+		t.Errorf("RoundTrip(POST %q) = %q, want %q", rs.URL, body, "ok")
 	}
 	if got := posts.Load(); got != 1 {
 		t.Errorf("upstream saw %d POSTs, want 1", got)

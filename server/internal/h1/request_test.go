@@ -199,9 +199,9 @@ func TestRequestWire(t *testing.T) {
 				}
 			})
 			tr := newTransport(t, &h1.Transport{DisableCompression: tt.disable})
-			req := tt.req(t, rs.url)
+			req := tt.req(t, rs.URL)
 			roundTrip(t, tr, req)
-			want := strings.ReplaceAll(tt.want, "{addr}", rs.addr)
+			want := strings.ReplaceAll(tt.want, "{addr}", rs.Addr)
 			if raw := <-got; raw != want {
 				t.Errorf("RoundTrip(%q) sent\n%q\nwant\n%q", req.URL, raw, want)
 			}
@@ -408,7 +408,7 @@ func TestInvalidRequest(t *testing.T) {
 			})
 			var d countingDialer
 			tr := newTransport(t, &h1.Transport{DialContext: d.DialContext})
-			req := newRequest(t, backstop(t), http.MethodGet, rs.url, nil)
+			req := newRequest(t, backstop(t), http.MethodGet, rs.URL, nil)
 			tt.mod(req)
 			resp, err := tr.RoundTrip(req)
 			if err == nil {
@@ -422,7 +422,7 @@ func TestInvalidRequest(t *testing.T) {
 			// the upstream has seen each one end, it has seen all it
 			// will ever get.
 			waitFor(t, "the upstream to see every connection end", func() bool {
-				return rs.finished.Load() == d.calls.Load()
+				return rs.Finished.Load() == d.calls.Load()
 			})
 			if n := received.Load(); n != 0 {
 				t.Errorf("RoundTrip(%s): upstream received %d bytes, want 0", tt.name, n)

@@ -18,12 +18,12 @@ import (
 func TestRetryIdleClosedByUpstream(t *testing.T) {
 	rs := startRaw(t, serveEach(okResp, true)) // one response per connection, then close
 	tr := newTransport(t, &h1.Transport{})
-	get(t, tr, rs.url)
-	waitFor(t, "the upstream to close its connection", func() bool { return rs.finished.Load() == 1 })
-	if got := get(t, tr, rs.url); got != "ok" {
-		t.Errorf("RoundTrip(%q) = %q, want %q", rs.url, got, "ok")
+	get(t, tr, rs.URL)
+	waitFor(t, "the upstream to close its connection", func() bool { return rs.Finished.Load() == 1 })
+	if got := get(t, tr, rs.URL); got != "ok" {
+		t.Errorf("RoundTrip(%q) = %q, want %q", rs.URL, got, "ok")
 	}
-	if got := rs.accepted.Load(); got != 2 {
+	if got := rs.Accepted.Load(); got != 2 {
 		t.Errorf("connections = %d, want 2", got)
 	}
 }
@@ -34,19 +34,19 @@ func TestRetryIdleClosedByUpstream(t *testing.T) {
 func TestRetryAllIdleDead(t *testing.T) {
 	rs := startRaw(t, serveEach(okResp, true))
 	tr := newTransport(t, &h1.Transport{})
-	a, b := hold(t, tr, rs.url), hold(t, tr, rs.url)
+	a, b := hold(t, tr, rs.URL), hold(t, tr, rs.URL)
 	drain(t, a)
 	drain(t, b) // two idle connections
-	waitFor(t, "the upstream to close both connections", func() bool { return rs.finished.Load() == 2 })
-	req := newRequest(t, backstop(t), http.MethodGet, rs.url, nil)
+	waitFor(t, "the upstream to close both connections", func() bool { return rs.Finished.Load() == 2 })
+	req := newRequest(t, backstop(t), http.MethodGet, rs.URL, nil)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
-		t.Fatalf("RoundTrip(%q) with two dead idle connections = %v, want nil", rs.url, err)
+		t.Fatalf("RoundTrip(%q) with two dead idle connections = %v, want nil", rs.URL, err)
 	}
 	if body := readAll(t, resp); body != "ok" {
-		t.Errorf("RoundTrip(%q) = %q, want %q", rs.url, body, "ok")
+		t.Errorf("RoundTrip(%q) = %q, want %q", rs.URL, body, "ok")
 	}
-	if got := rs.accepted.Load(); got != 3 {
+	if got := rs.Accepted.Load(); got != 3 {
 		t.Errorf("connections = %d, want 3", got)
 	}
 }
@@ -125,12 +125,12 @@ func TestRetry(t *testing.T) {
 			var up hangUpOnSecond
 			rs := startRaw(t, up.serve)
 			tr := newTransport(t, &h1.Transport{})
-			get(t, tr, rs.url+"warm")
+			get(t, tr, rs.URL+"warm")
 			var body io.Reader
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
 			}
-			url := rs.url + "target"
+			url := rs.URL + "target"
 			req := newRequest(t, backstop(t), tt.method, url, body)
 			if tt.header != "" {
 				req.Header.Set(tt.header, "key-1")
@@ -148,7 +148,7 @@ func TestRetry(t *testing.T) {
 			if n, bodiesOK := up.count("/target", tt.body); n != tt.wantSent || !bodiesOK {
 				t.Errorf("RoundTrip(%s %q): upstream read it %d times (bodies intact %v), want %d (true)", tt.method, url, n, bodiesOK, tt.wantSent)
 			}
-			if got := rs.accepted.Load(); got != tt.wantConns {
+			if got := rs.Accepted.Load(); got != tt.wantConns {
 				t.Errorf("connections = %d, want %d", got, tt.wantConns)
 			}
 		})
@@ -186,8 +186,8 @@ func TestRetryNotOnTimeout(t *testing.T) {
 				}
 			})
 			tr := newTransport(t, tt.tr())
-			get(t, tr, rs.url)
-			url := rs.url + "slow"
+			get(t, tr, rs.URL)
+			url := rs.URL + "slow"
 			start := time.Now()
 			resp, err := tr.RoundTrip(newRequest(t, backstop(t), http.MethodGet, url, nil))
 			if err == nil {

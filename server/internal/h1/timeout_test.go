@@ -37,13 +37,13 @@ func TestMaxResponseHeaderBytes(t *testing.T) {
 			big := strings.Repeat("a", tt.size)
 			rs := startRaw(t, serveEach("HTTP/1.1 200 OK\r\nX-Big: "+big+"\r\nContent-Length: 2\r\n\r\nok", false))
 			tr := newTransport(t, &h1.Transport{MaxResponseHeaderBytes: tt.max})
-			resp, err := tr.RoundTrip(newRequest(t, backstop(t), http.MethodGet, rs.url, nil))
+			resp, err := tr.RoundTrip(newRequest(t, backstop(t), http.MethodGet, rs.URL, nil))
 			if tt.wantMsg == "" {
 				if err != nil {
-					t.Fatalf("RoundTrip(%q) = %v, want nil", rs.url, err)
+					t.Fatalf("RoundTrip(%q) = %v, want nil", rs.URL, err)
 				}
 				if body := readAll(t, resp); len(resp.Header.Get("X-Big")) != tt.size || body != "ok" {
-					t.Errorf("RoundTrip(%q) = %d-byte X-Big, body %q, want %d, %q", rs.url, len(resp.Header.Get("X-Big")), body, tt.size, "ok")
+					t.Errorf("RoundTrip(%q) = %d-byte X-Big, body %q, want %d, %q", rs.URL, len(resp.Header.Get("X-Big")), body, tt.size, "ok")
 				}
 				return
 			}
@@ -51,7 +51,7 @@ func TestMaxResponseHeaderBytes(t *testing.T) {
 				resp.Body.Close()
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantMsg) {
-				t.Errorf("RoundTrip(%q) = %v, want an error containing %q", rs.url, err, tt.wantMsg)
+				t.Errorf("RoundTrip(%q) = %v, want an error containing %q", rs.URL, err, tt.wantMsg)
 			}
 		})
 	}
@@ -107,20 +107,20 @@ func TestIdleReadTimeout(t *testing.T) {
 			rs := startRaw(t, dripping(tt.inBody, 300*time.Millisecond))
 			client := &http.Client{Transport: newTransport(t, &h1.Transport{IdleReadTimeout: idle})}
 			start := time.Now()
-			err := exchange(client, newRequest(t, backstop(t), http.MethodGet, rs.url, nil))
+			err := exchange(client, newRequest(t, backstop(t), http.MethodGet, rs.URL, nil))
 			elapsed := time.Since(start)
 			var (
 				ne  net.Error
 				ire *h1.IdleReadError
 			)
 			if !errors.As(err, &ne) || !ne.Timeout() {
-				t.Errorf("RoundTrip(%q) = %v, want a net.Error timeout", rs.url, err)
+				t.Errorf("RoundTrip(%q) = %v, want a net.Error timeout", rs.URL, err)
 			}
 			if !errors.As(err, &ire) || ire.Idle != idle || !errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Errorf("RoundTrip(%q) = %v, want an *h1.IdleReadError for %v wrapping os.ErrDeadlineExceeded", rs.url, err, idle)
+				t.Errorf("RoundTrip(%q) = %v, want an *h1.IdleReadError for %v wrapping os.ErrDeadlineExceeded", rs.URL, err, idle)
 			}
 			if elapsed > prompt {
-				t.Errorf("RoundTrip(%q) took %v, want under %v", rs.url, elapsed, prompt)
+				t.Errorf("RoundTrip(%q) took %v, want under %v", rs.URL, elapsed, prompt)
 			}
 		})
 	}
@@ -152,14 +152,14 @@ func TestContextDeadline(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
 			defer cancel()
 			start := time.Now()
-			err := exchange(client, newRequest(t, ctx, http.MethodGet, rs.url, nil))
+			err := exchange(client, newRequest(t, ctx, http.MethodGet, rs.URL, nil))
 			elapsed := time.Since(start)
 			var ire *h1.IdleReadError
 			if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ire) {
-				t.Errorf("RoundTrip(%q) = %v, want %v", rs.url, err, context.DeadlineExceeded)
+				t.Errorf("RoundTrip(%q) = %v, want %v", rs.URL, err, context.DeadlineExceeded)
 			}
 			if elapsed > tt.timeout+prompt {
-				t.Errorf("RoundTrip(%q) took %v, want under %v", rs.url, elapsed, tt.timeout+prompt)
+				t.Errorf("RoundTrip(%q) took %v, want under %v", rs.URL, elapsed, tt.timeout+prompt)
 			}
 		})
 	}
@@ -174,7 +174,7 @@ func TestResponseHeaderTimeout(t *testing.T) {
 	})
 	tr := newTransport(t, &h1.Transport{ResponseHeaderTimeout: 100 * time.Millisecond})
 	start := time.Now()
-	resp, err := (&http.Client{Transport: tr}).Do(newRequest(t, backstop(t), http.MethodGet, rs.url, nil))
+	resp, err := (&http.Client{Transport: tr}).Do(newRequest(t, backstop(t), http.MethodGet, rs.URL, nil))
 	elapsed := time.Since(start)
 	if err == nil {
 		resp.Body.Close()
@@ -184,13 +184,13 @@ func TestResponseHeaderTimeout(t *testing.T) {
 		ire *h1.IdleReadError
 	)
 	if !errors.As(err, &ne) || !ne.Timeout() || errors.As(err, &ire) {
-		t.Errorf("RoundTrip(%q) = %v, want a net.Error timeout, not an idle read", rs.url, err)
+		t.Errorf("RoundTrip(%q) = %v, want a net.Error timeout, not an idle read", rs.URL, err)
 	}
 	if err != nil && !strings.Contains(err.Error(), "timeout awaiting response headers") {
-		t.Errorf("RoundTrip(%q) = %v, want it to say %q", rs.url, err, "timeout awaiting response headers")
+		t.Errorf("RoundTrip(%q) = %v, want it to say %q", rs.URL, err, "timeout awaiting response headers")
 	}
 	if elapsed > prompt {
-		t.Errorf("RoundTrip(%q) took %v, want under %v", rs.url, elapsed, prompt)
+		t.Errorf("RoundTrip(%q) took %v, want under %v", rs.URL, elapsed, prompt)
 	}
 }
 
@@ -211,12 +211,12 @@ func TestResponseHeaderTimeoutSparesBody(t *testing.T) {
 	})
 	tr := newTransport(t, &h1.Transport{ResponseHeaderTimeout: 100 * time.Millisecond})
 	for i := range 2 {
-		_, body := roundTrip(t, tr, newRequest(t, backstop(t), http.MethodGet, rs.url, nil))
+		_, body := roundTrip(t, tr, newRequest(t, backstop(t), http.MethodGet, rs.URL, nil))
 		if body != "ok" {
-			t.Errorf("RoundTrip(%q) #%d = %q, want %q", rs.url, i, body, "ok")
+			t.Errorf("RoundTrip(%q) #%d = %q, want %q", rs.URL, i, body, "ok")
 		}
 	}
-	if got := rs.accepted.Load(); got != 1 {
+	if got := rs.Accepted.Load(); got != 1 {
 		t.Errorf("connections for two requests = %d, want 1", got)
 	}
 }
@@ -243,7 +243,7 @@ func TestCancelAwaitingHead(t *testing.T) {
 	tr := newTransport(t, &h1.Transport{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req := newRequest(t, ctx, http.MethodGet, rs.url, nil)
+	req := newRequest(t, ctx, http.MethodGet, rs.URL, nil)
 	done := async(func() error {
 		resp, err := (&http.Client{Transport: tr}).Do(req)
 		if err == nil {
@@ -256,10 +256,10 @@ func TestCancelAwaitingHead(t *testing.T) {
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("RoundTrip(%q) = %v, want %v", rs.url, err, context.Canceled)
+			t.Errorf("RoundTrip(%q) = %v, want %v", rs.URL, err, context.Canceled)
 		}
 	case <-time.After(prompt):
-		t.Fatalf("RoundTrip(%q) did not return within %v of the cancel", rs.url, prompt)
+		t.Fatalf("RoundTrip(%q) did not return within %v of the cancel", rs.URL, prompt)
 	}
 	select {
 	case <-sawClose:
@@ -388,11 +388,11 @@ func TestCancelWhileClearingHeadDeadline(t *testing.T) {
 			}, nil
 		},
 	})
-	resp, err := tr.RoundTrip(newRequest(t, ctx, http.MethodGet, rs.url, nil))
+	resp, err := tr.RoundTrip(newRequest(t, ctx, http.MethodGet, rs.URL, nil))
 	cancel() // in case the transport never cleared the deadline
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("RoundTrip(%q) = %v, want nil or %v", rs.url, err, context.Canceled)
+			t.Errorf("RoundTrip(%q) = %v, want nil or %v", rs.URL, err, context.Canceled)
 		}
 		return
 	}
@@ -401,10 +401,10 @@ func TestCancelWhileClearingHeadDeadline(t *testing.T) {
 	select {
 	case err := <-read:
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("RoundTrip(%q): read body after cancel = %v, want %v", rs.url, err, context.Canceled)
+			t.Errorf("RoundTrip(%q): read body after cancel = %v, want %v", rs.URL, err, context.Canceled)
 		}
 	case <-time.After(prompt):
-		t.Errorf("RoundTrip(%q): read body did not return within %v of the cancel: the abort's deadline was cleared", rs.url, prompt)
+		t.Errorf("RoundTrip(%q): read body did not return within %v of the cancel: the abort's deadline was cleared", rs.URL, prompt)
 		close(release) // the upstream hangs up, which ends the read
 		<-read
 	}

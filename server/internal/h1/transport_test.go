@@ -109,7 +109,7 @@ func TestResponseFraming(t *testing.T) {
 			rs := startRaw(t, serveEach(tt.resp, tt.closeAfter))
 			tr := newTransport(t, &h1.Transport{})
 			for i := range 2 {
-				req := newRequest(t, context.Background(), tt.method, rs.url, nil)
+				req := newRequest(t, context.Background(), tt.method, rs.URL, nil)
 				resp, body := roundTrip(t, tr, req)
 				if resp.StatusCode != tt.wantStatus || body != tt.wantBody {
 					t.Errorf("RoundTrip(%q) #%d = %d %q, want %d %q", req.URL, i, resp.StatusCode, body, tt.wantStatus, tt.wantBody)
@@ -122,7 +122,7 @@ func TestResponseFraming(t *testing.T) {
 					t.Errorf("RoundTrip(%q) #%d Link = %q: a 1xx header leaked into the final response", req.URL, i, got)
 				}
 			}
-			if got := rs.accepted.Load(); got != tt.wantConns {
+			if got := rs.Accepted.Load(); got != tt.wantConns {
 				t.Errorf("connections for two requests = %d, want %d", got, tt.wantConns)
 			}
 		})
@@ -152,11 +152,11 @@ func TestResponseErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rs := startRaw(t, serveEach(tt.resp, true))
 			tr := newTransport(t, &h1.Transport{})
-			req := newRequest(t, backstop(t), http.MethodGet, rs.url, nil)
+			req := newRequest(t, backstop(t), http.MethodGet, rs.URL, nil)
 			resp, err := tr.RoundTrip(req)
 			if tt.inBody {
 				if err != nil {
-					t.Fatalf("RoundTrip(%q) = %v, want nil", rs.url, err)
+					t.Fatalf("RoundTrip(%q) = %v, want nil", rs.URL, err)
 				}
 				_, err = io.ReadAll(resp.Body)
 				resp.Body.Close()
@@ -165,11 +165,11 @@ func TestResponseErrors(t *testing.T) {
 			}
 			switch {
 			case err == nil:
-				t.Errorf("RoundTrip(%q) = nil error, want one (%v %q)", rs.url, tt.wantIs, tt.wantMsg)
+				t.Errorf("RoundTrip(%q) = nil error, want one (%v %q)", rs.URL, tt.wantIs, tt.wantMsg)
 			case tt.wantIs != nil && !errors.Is(err, tt.wantIs):
-				t.Errorf("RoundTrip(%q) = %v, want an error wrapping %v", rs.url, err, tt.wantIs)
+				t.Errorf("RoundTrip(%q) = %v, want an error wrapping %v", rs.URL, err, tt.wantIs)
 			case tt.wantIs == nil && !strings.Contains(err.Error(), tt.wantMsg):
-				t.Errorf("RoundTrip(%q) = %v, want an error containing %q", rs.url, err, tt.wantMsg)
+				t.Errorf("RoundTrip(%q) = %v, want an error containing %q", rs.URL, err, tt.wantMsg)
 			}
 		})
 	}

@@ -11,11 +11,11 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fetchd/fetchd/internal/testupstream"
 	"github.com/fetchd/fetchd/server/internal/h1"
 )
 
@@ -127,71 +127,13 @@ func (rc *rawConn) drip(s string, every time.Duration) {
 	}
 }
 
-// rawServer is a TCP upstream on loopback whose handler writes whatever
-// bytes a test wants, to misbehave on purpose.
-type rawServer struct {
-	addr     string
-	url      string       // http://addr/
-	accepted atomic.Int64 // connections accepted
-	finished atomic.Int64 // handlers returned, their connection closed
-}
-
 // startRaw serves every connection with handle, which owns it until it
-// returns; the connection is closed after. When tb ends, handlers see
-// done closed, the listener and every connection are closed, and the
-// handlers are waited for.
-func startRaw(tb testing.TB, handle func(rc *rawConn)) *rawServer {
+// returns (see [testupstream.StartRaw]).
+func startRaw(tb testing.TB, handle func(rc *rawConn)) *testupstream.Raw {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s := &rawServer{addr: ln.Addr().String()}
-	s.url = "http://" + s.addr + "/"
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex // guards conns and closed
-		conns  = map[net.Conn]bool{}
-		closed bool
-		done   = make(chan struct{})
-	)
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if closed {
-				mu.Unlock()
-				c.Close()
-				return
-			}
-			conns[c] = true
-			mu.Unlock()
-			s.accepted.Add(1)
-			wg.Go(func() {
-				handle(&rawConn{Conn: c, br: bufio.NewReader(c), done: done})
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-				c.Close()
-				s.finished.Add(1)
-			})
-		}
+	return testupstream.StartRaw(tb, func(c net.Conn, done <-chan struct{}) {
+		handle(&rawConn{Conn: c, br: bufio.NewReader(c), done: done})
 	})
-	tb.Cleanup(func() {
-		close(done)
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return s
 }
 
 // serveEach answers every request on a connection with resp, and closes
