@@ -41,12 +41,12 @@ func BenchmarkEngine(b *testing.B) {
 				reqs[i] = &fetchv1.FetchRequest{Url: fmt.Sprintf("http://h%d.example/x", i)}
 			}
 			n := 0
-			recv := func() (*fetchv1.FetchRequest, error) {
+			recv := func() (inbound, error) {
 				if n == b.N {
-					return nil, io.EOF
+					return inbound{}, io.EOF
 				}
 				n++
-				return reqs[n%hosts], nil
+				return inbound{req: reqs[n%hosts]}, nil
 			}
 			got := 0
 			send := func(*fetchv1.FetchResponse) error { got++; return nil }

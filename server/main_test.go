@@ -40,6 +40,13 @@ func startServer(tb testing.TB, opts ...Option) (fetchv1.FetchServiceClient, *Se
 // loopback and returns a client connected to it.
 func serveOn(tb testing.TB, s *Server, opts ...grpc.ServerOption) fetchv1.FetchServiceClient {
 	tb.Helper()
+	return fetchv1.NewFetchServiceClient(serveConn(tb, s, opts...))
+}
+
+// serveConn serves s with gRPC server options opts on a real TCP listener
+// on loopback and returns a connection to it.
+func serveConn(tb testing.TB, s *Server, opts ...grpc.ServerOption) *grpc.ClientConn {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -61,7 +68,7 @@ func serveOn(tb testing.TB, s *Server, opts ...grpc.ServerOption) fetchv1.FetchS
 		<-served
 		s.Close()
 	})
-	return fetchv1.NewFetchServiceClient(conn)
+	return conn
 }
 
 // testCtx returns a context that ends when tb ends or after a minute, so

@@ -48,12 +48,12 @@ func serveFake(t *testing.T, up *fakeUpstream, opts *fetchv1.StreamOptions, jobs
 	defer s.Close()
 	s.testHookFetch = up.fetch
 	next := 0
-	recv := func() (*fetchv1.FetchRequest, error) {
+	recv := func() (inbound, error) {
 		if next == len(jobs) {
-			return nil, io.EOF
+			return inbound{}, io.EOF
 		}
 		next++
-		return jobs[next-1], nil
+		return inbound{req: jobs[next-1]}, nil
 	}
 	var mu sync.Mutex
 	got := map[uint64]*fetchv1.FetchResponse{}

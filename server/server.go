@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/egress"
@@ -120,8 +122,50 @@ func redirectsConfig(n int) int {
 	return n
 }
 
-// Register registers s on r as the fetch.v1.FetchService.
-func (s *Server) Register(r grpc.ServiceRegistrar) { fetchv1.RegisterFetchServiceServer(r, s) }
+// Register registers s on r as the fetch.v1.FetchService. Register it this
+// way rather than with [fetchv1.RegisterFetchServiceServer]: then a
+// FetchBatch job that does not decode (a string that is not UTF-8) gets its
+// own error result instead of failing the whole call, as a Fetch job always
+// does.
+func (s *Server) Register(r grpc.ServiceRegistrar) { r.RegisterService(&serviceDesc, s) }
+
+// serviceDesc is fetch.v1.FetchService as the generated
+// [fetchv1.FetchService_ServiceDesc] describes it, but for a FetchBatch
+// handler that receives the request as bytes and decodes it itself.
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: fetchv1.FetchService_ServiceDesc.ServiceName,
+	HandlerType: (*fetchv1.FetchServiceServer)(nil),
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Fetch",
+			Handler:       fetchHandler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "FetchBatch",
+			Handler:       fetchBatchHandler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: fetchv1.FetchService_ServiceDesc.Metadata,
+}
+
+func fetchHandler(srv any, stream grpc.ServerStream) error {
+	return srv.(*Server).Fetch(&grpc.GenericServerStream[fetchv1.FetchRequest, fetchv1.FetchResponse]{ServerStream: stream})
+}
+
+func fetchBatchHandler(srv any, stream grpc.ServerStream) error {
+	raw := rawMessage()
+	if err := stream.RecvMsg(raw); err != nil {
+		return err
+	}
+	jobs, opts, err := decodeBatch(rawBytes(raw))
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "FetchBatch: %v", err)
+	}
+	return srv.(*Server).fetchBatch(jobs, opts, stream)
+}
 
 // Concurrency returns the size of the worker pool.
 func (s *Server) Concurrency() int { return s.opts.concurrency }
@@ -141,26 +185,46 @@ func (s *Server) Close() {
 	s.fetcher.Close()
 }
 
-// Fetch implements fetch.v1.FetchService.Fetch.
+// Fetch implements fetch.v1.FetchService.Fetch. It decodes each job
+// message itself, so that a job that does not decode gets its own
+// ERROR_CODE_INVALID_REQUEST result and the stream goes on.
 func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fetchv1.FetchResponse]) error {
-	return s.serve(stream.Context(), stream.Recv, stream.Send, stream.SetTrailer, nil)
+	recv := func() (inbound, error) {
+		raw := rawMessage()
+		if err := stream.RecvMsg(raw); err != nil {
+			return inbound{}, err
+		}
+		return decodeJob(rawBytes(raw)), nil
+	}
+	return s.serve(stream.Context(), recv, stream.Send, stream.SetTrailer, nil)
 }
 
-// FetchBatch implements fetch.v1.FetchService.FetchBatch.
+// FetchBatch implements fetch.v1.FetchService.FetchBatch for a request that
+// gRPC has decoded. [Server.Register] registers a handler that decodes the
+// request itself instead, job by job.
 func (s *Server) FetchBatch(req *fetchv1.FetchBatchRequest, stream grpc.ServerStreamingServer[fetchv1.FetchBatchResponse]) error {
-	jobs := req.GetJobs()
+	jobs := make([]inbound, len(req.GetJobs()))
+	for i, j := range req.GetJobs() {
+		jobs[i] = inbound{req: j}
+	}
+	return s.fetchBatch(jobs, req.GetOptions(), stream)
+}
+
+// fetchBatch serves a FetchBatch call of the given jobs and options.
+func (s *Server) fetchBatch(jobs []inbound, opts *fetchv1.StreamOptions, stream grpc.ServerStream) error {
 	next := 0
-	recv := func() (*fetchv1.FetchRequest, error) {
+	recv := func() (inbound, error) {
 		if next == len(jobs) {
-			return nil, io.EOF
+			return inbound{}, io.EOF
 		}
 		next++
-		return jobs[next-1], nil
+		in := jobs[next-1]
+		jobs[next-1] = inbound{} // the stream holds it from here
+		return in, nil
 	}
 	send := func(r *fetchv1.FetchResponse) error {
-		return stream.Send(&fetchv1.FetchBatchResponse{Result: r})
+		return stream.SendMsg(&fetchv1.FetchBatchResponse{Result: r})
 	}
-	opts := req.GetOptions()
 	if opts == nil {
 		opts = &fetchv1.StreamOptions{}
 	}
@@ -169,6 +233,7 @@ func (s *Server) FetchBatch(req *fetchv1.FetchBatchRequest, stream grpc.ServerSt
 
 // fetch runs one job, turning a panic into the job's internal error.
 func (s *Server) fetch(ctx context.Context, job *fetcher.Job, resp *fetchv1.FetchResponse) {
+	defer validUTF8(resp) // last, after a panic's message too
 	s.metrics.inFlight.Inc()
 	start := time.Now()
 	defer func() {

@@ -64,7 +64,7 @@ type stream struct {
 // serve runs one stream: jobs come from recv until io.EOF, results go to
 // send, and only the calling goroutine calls send and setTrailer. opts, when non-nil, are
 // the stream options of a batch; otherwise they come from the first job.
-func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, error), send func(*fetchv1.FetchResponse) error, setTrailer func(metadata.MD), opts *fetchv1.StreamOptions) error {
+func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send func(*fetchv1.FetchResponse) error, setTrailer func(metadata.MD), opts *fetchv1.StreamOptions) error {
 	start := time.Now()
 	s.metrics.streams.Inc()
 	defer s.metrics.streams.Dec()
@@ -192,7 +192,7 @@ func (st *stream) end() {
 // the server drains, nil when the stream was ended by the sender. ctx is
 // the stream's context, given to workers; recvCtx also ends when the stream
 // stops, and bounds the waits of the receiver and the lanes.
-func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.FetchRequest, error), opts *fetchv1.StreamOptions) error {
+func (st *stream) receive(ctx, recvCtx context.Context, recv func() (inbound, error), opts *fetchv1.StreamOptions) error {
 	batch := opts != nil
 	for index := uint64(0); ; index++ {
 		select {
@@ -209,11 +209,12 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.Fe
 		case <-st.s.draining:
 			return errDraining
 		}
-		req, err := recv()
+		in, err := recv()
 		if err != nil {
 			<-st.queue
 			return err
 		}
+		req := in.req
 		st.read.Add(1)
 		if index == 0 {
 			if !batch {
@@ -222,7 +223,7 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.Fe
 			st.configure(opts)
 		}
 		resp := &fetchv1.FetchResponse{Index: index, Id: req.GetId(), Url: req.GetUrl()}
-		t, err := st.task(req, index, batch, resp)
+		t, err := st.task(in, index, batch, resp)
 		if err != nil {
 			<-st.queue
 			resp.Error = fetcher.Classify(ctx, err).Proto()
@@ -272,8 +273,12 @@ func (st *stream) configure(o *fetchv1.StreamOptions) {
 	st.dedup = so.dedup && !o.GetDisableDedup()
 }
 
-// task validates req and builds its task.
-func (st *stream) task(req *fetchv1.FetchRequest, index uint64, batch bool, resp *fetchv1.FetchResponse) (*task, error) {
+// task validates a received job and builds its task.
+func (st *stream) task(in inbound, index uint64, batch bool, resp *fetchv1.FetchResponse) (*task, error) {
+	if in.bad != nil {
+		return nil, in.bad
+	}
+	req := in.req
 	if req.GetStreamOptions() != nil && (batch || index > 0) {
 		msg := "stream_options may only be set on the first message of a Fetch stream"
 		if batch {

@@ -29,7 +29,9 @@ const (
 	// Never set by the server.
 	ErrorCode_ERROR_CODE_UNSPECIFIED ErrorCode = 0
 	// The job itself is malformed: a bad URL or scheme, an unknown method, a
-	// forbidden or malformed header, a timeout over the maximum.
+	// forbidden or malformed header, a timeout over the maximum, a string
+	// field that is not valid UTF-8 (its index is still right; its id and url
+	// are echoed with U+FFFD in place of the invalid bytes).
 	ErrorCode_ERROR_CODE_INVALID_REQUEST ErrorCode = 1
 	// The egress policy refused the destination address (for example a
 	// loopback, private or link-local address). No connection was attempted.
@@ -408,7 +410,9 @@ func (x *StreamOptions) GetDisableDedup() bool {
 }
 
 // Header is one HTTP header field. A name that carries several values
-// appears once per value.
+// appears once per value. Like every string here it is UTF-8: in a response,
+// header bytes that are not UTF-8 are read as ISO-8859-1 (RFC 9110 obs-text),
+// each byte becoming the code point of the same value.
 type Header struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The field name, such as Content-Type.

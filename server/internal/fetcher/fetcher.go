@@ -343,7 +343,8 @@ func readCapped(r io.Reader, contentLength, max int64) ([]byte, bool, error) {
 }
 
 // headersProto converts h to repeated headers sorted by name, keeping every
-// value of a repeated field in the order received.
+// value of a repeated field in the order received. Bytes that are not UTF-8
+// are read as ISO-8859-1 ([headerText]).
 func headersProto(h http.Header) []*fetchv1.Header {
 	n := 0
 	keys := make([]string, 0, len(h))
@@ -357,7 +358,7 @@ func headersProto(h http.Header) []*fetchv1.Header {
 	i := 0
 	for _, k := range keys {
 		for _, v := range h[k] {
-			backing[i].Name, backing[i].Value = k, v
+			backing[i].Name, backing[i].Value = headerText(k), headerText(v)
 			out = append(out, &backing[i])
 			i++
 		}
