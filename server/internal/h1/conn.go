@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -42,32 +43,6 @@ func newConn(t *Transport, key string, nc net.Conn) *conn {
 	return c
 }
 
-// errHeaderTooLarge is the error of a response head over the cap.
-type errHeaderTooLarge int64
-
-func (e errHeaderTooLarge) Error() string {
-	return fmt.Sprintf("h1: server response headers exceeded %d bytes; aborted", int64(e))
-}
-
-// IdleReadError is the error of a read that met
-// [Transport.IdleReadTimeout]. It is a [net.Error] whose Timeout method
-// reports true.
-type IdleReadError struct {
-	Idle time.Duration // the idle-read timeout that expired
-	Err  error         // the deadline error
-}
-
-func (e *IdleReadError) Error() string {
-	return fmt.Sprintf("upstream sent nothing for %v: %v", e.Idle, e.Err)
-}
-func (e *IdleReadError) Unwrap() error   { return e.Err }
-func (e *IdleReadError) Timeout() bool   { return true }
-func (e *IdleReadError) Temporary() bool { return true }
-
-// errAborted is returned by reads and writes after the request's context
-// ended; the caller reports the context's error instead.
-var errAborted = errors.New("h1: request aborted")
-
 // connReader sits between a connection and its bufio.Reader: it moves the
 // idle-read deadline, caps the response head and counts what the current
 // request read.
@@ -78,6 +53,7 @@ type connReader struct {
 	armed     bool          // a read deadline is set and must be cleared before pooling
 	limit     int64         // bytes the response head may still use; negative: no cap
 	n         int64         // bytes read for the current request
+	err       error         // the last error of a read on nc for the current request
 	aborted   atomic.Bool   // the request's context ended; set by its AfterFunc
 	exceeded  bool          // the head cap was met
 	capOfHead int64         // the cap, for the error
@@ -110,6 +86,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := r.nc.Read(p)
+	if err != nil {
+		r.err = err
+	}
 	r.n += int64(n)
 	if r.limit >= 0 {
 		r.limit -= int64(n)
@@ -127,21 +106,10 @@ func (r *connReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// errHeadTimeout is the error of a response head that took longer than
-// [Transport.ResponseHeaderTimeout].
-var errHeadTimeout error = &timeoutError{"h1: timeout awaiting response headers"}
-
-// timeoutError is a [net.Error] whose Timeout method reports true.
-type timeoutError struct{ msg string }
-
-func (e *timeoutError) Error() string   { return e.msg }
-func (e *timeoutError) Timeout() bool   { return true }
-func (e *timeoutError) Temporary() bool { return true }
-
 // roundTrip writes req and reads the response head. On error the
 // connection is closed; on success the response body owns it.
 func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
-	c.r.n = 0
+	c.r.n, c.r.err = 0, nil
 	c.r.aborted.Store(false)
 	c.r.idle = 0
 	if d := c.t.IdleReadTimeout; d > 0 {
@@ -161,7 +129,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response
 	}
 	b := &body{c: c, req: req, stop: stop, raw: resp.Body, reusable: !resp.Close && !req.Close &&
 		!httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")}
-	if compress && gzipped(resp) {
+	if compress && Gzipped(resp) {
 		b.gzip = true
 		resp.Header.Del("Content-Encoding")
 		resp.Header.Del("Content-Length")
@@ -191,10 +159,32 @@ func (c *conn) wrapErr(ctx context.Context, err error) error {
 }
 
 // exchange writes req and reads the final response head, skipping 1xx.
+//
+// An upstream may answer before it has read the whole request body (a 401
+// or 413 to a large upload) and close the connection: the rest of the body
+// then meets a reset or a broken pipe. The answer came first and is in the
+// socket's receive buffer, so after such a write error exchange reads it,
+// as net/http does, whose read loop runs beside the write. The connection
+// is dead: reading from it cannot block. If no answer is there, the write
+// error is returned.
 func (c *conn) exchange(req *http.Request, compress bool) (*http.Response, error) {
 	if err := writeRequest(c.bw, req, compress); err != nil {
-		return nil, fmt.Errorf("write request: %w", err)
+		werr := fmt.Errorf("write request: %w", err)
+		if c.r.aborted.Load() || !(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+			return nil, werr
+		}
+		resp, rerr := c.readHead(req)
+		if rerr != nil {
+			return nil, werr
+		}
+		resp.Close = true // the request was cut short: the connection carries no other
+		return resp, nil
 	}
+	return c.readHead(req)
+}
+
+// readHead reads the final response head to req, skipping 1xx.
+func (c *conn) readHead(req *http.Request) (*http.Response, error) {
 	max := c.t.maxResponseHeaderBytes()
 	c.r.capOfHead = max
 	if d := c.t.ResponseHeaderTimeout; d > 0 {
@@ -218,18 +208,23 @@ func (c *conn) exchange(req *http.Request, compress bool) (*http.Response, error
 	for i := 0; ; i++ {
 		c.r.limit, c.r.exceeded = max, false
 		resp, err := http.ReadResponse(c.br, req)
-		if err != nil {
-			if c.r.exceeded {
-				return nil, errHeaderTooLarge(max)
-			}
+		switch {
+		case err == nil:
+		case c.r.exceeded:
+			return nil, errHeaderTooLarge(max)
+		case c.r.err == nil:
+			// The connection read fine: the head does not parse.
+			return nil, badResponse(err)
+		default:
 			return nil, err // unwrapped: net/http's callers ask it whether it is a timeout
 		}
 		switch code := resp.StatusCode; {
 		case code == http.StatusSwitchingProtocols:
-			return nil, fmt.Errorf("h1: unexpected %s: %w", resp.Status, ErrUnsupported)
+			// Supports refuses Upgrade: this 101 answers no request.
+			return nil, fmt.Errorf("%w: unsolicited %s", ErrBadResponse, resp.Status)
 		case code >= 100 && code < 200:
 			if i >= maxInformational {
-				return nil, errors.New("h1: too many 1xx informational responses")
+				return nil, fmt.Errorf("%w: too many 1xx informational responses", ErrBadResponse)
 			}
 			continue
 		}
@@ -244,9 +239,11 @@ func (c *conn) asksGzip(req *http.Request) bool {
 		req.Header.Get("Accept-Encoding") == "" && req.Header.Get("Range") == ""
 }
 
-// gzipped reports whether resp, to a request the transport asked gzip for,
-// is gzip it must decode.
-func gzipped(resp *http.Response) bool {
+// Gzipped reports whether resp, to a request that asked for gzip, is gzip
+// to decode: it has a body and exactly one Content-Encoding field, whose
+// value is "gzip" in any case. Any other encoding, "gzip, gzip" or two
+// fields included, is left as received, headers and all.
+func Gzipped(resp *http.Response) bool {
 	if resp.Body == http.NoBody {
 		return false
 	}
@@ -281,6 +278,7 @@ type body struct {
 	raw      io.ReadCloser
 	gzip     bool
 	zr       *gzipReader // used only by the goroutine in Read, or by finish
+	rawErr   error       // the error, other than io.EOF, of a read of raw; same
 	reusable bool
 
 	mu      sync.Mutex // guards the fields below
@@ -325,13 +323,21 @@ func (b *body) read(p []byte) (int, error) {
 	if b.gzip {
 		if b.zr == nil {
 			if b.zr, err = newGzipReader(rawReader{b}); err != nil {
+				if err != io.EOF && b.rawErr == nil {
+					err = fmt.Errorf("%w: gzip body: %w", ErrBadResponse, err)
+				}
 				b.finish(false, err)
 				return 0, b.err
 			}
 		}
 		n, err = b.zr.Read(p)
+		if err != nil && err != io.EOF && b.rawErr == nil {
+			// The body's framing is intact: the gzip in it is broken, or
+			// ends early.
+			err = fmt.Errorf("%w: gzip body: %w", ErrBadResponse, err)
+		}
 	} else {
-		n, err = b.raw.Read(p)
+		n, err = b.readRaw(p)
 	}
 	switch {
 	case err == io.EOF:
@@ -343,10 +349,24 @@ func (b *body) read(p []byte) (int, error) {
 	return n, err
 }
 
+// readRaw reads the body's bytes as framed, before any decoding. A framing
+// error met while the connection read fine (a chunk size that does not
+// parse) is an [ErrBadResponse].
+func (b *body) readRaw(p []byte) (int, error) {
+	n, err := b.raw.Read(p)
+	if err != nil && err != io.EOF {
+		if b.c.r.err == nil && !b.c.r.aborted.Load() {
+			err = badResponse(err)
+		}
+		b.rawErr = err
+	}
+	return n, err
+}
+
 // rawReader reads a gzipped body's bytes for the decoder.
 type rawReader struct{ b *body }
 
-func (r rawReader) Read(p []byte) (int, error) { return r.b.raw.Read(p) }
+func (r rawReader) Read(p []byte) (int, error) { return r.b.readRaw(p) }
 
 // Close closes the connection unless the body was read to its end (or has
 // none, as the response to a HEAD).
