@@ -181,6 +181,7 @@ func New(cfg Config) *Fetcher {
 	if f.idleRead > 0 {
 		rt = idleReadTransport{tr}
 	}
+	rt = stdTransport{rt}
 	if cfg.Engine == EngineLean {
 		f.lean = &h1.Transport{
 			DialContext:            dialer.DialContext,
