@@ -44,14 +44,17 @@ type Config struct {
 	MaxResponseHeaderBytes int64
 	// DialTimeout bounds each TCP connect. Default 10s.
 	DialTimeout time.Duration
-	// TLSHandshakeTimeout bounds each TLS handshake. Default 10s.
+	// TLSHandshakeTimeout bounds each TLS handshake. Default 10s; never
+	// more than IdleReadTimeout, which covers the handshake too.
 	TLSHandshakeTimeout time.Duration
 	// IdleReadTimeout fails a job with ERROR_CODE_TIMEOUT when its upstream
 	// connection delivers no byte for this long while the job waits for
 	// the response head or reads the body, however long the job's own
 	// timeout: an upstream that drips one byte a minute does not hold a
 	// worker. It covers TLS connections (it watches the TCP connection
-	// under TLS). An HTTP/2 connection is shared: it times out, failing
+	// under TLS) and their handshake, which it bounds as a whole: a
+	// handshake is a few round trips, so one longer than the idle-read
+	// timeout means a stalled upstream. An HTTP/2 connection is shared: it times out, failing
 	// every job on it, only when the whole connection is silent. Default
 	// 30s; a negative value turns it off.
 	IdleReadTimeout time.Duration
@@ -138,6 +141,9 @@ func New(cfg Config) *Fetcher {
 		cfg.IdleReadTimeout = 30 * time.Second
 	case cfg.IdleReadTimeout < 0:
 		cfg.IdleReadTimeout = 0
+	}
+	if cfg.IdleReadTimeout > 0 {
+		cfg.TLSHandshakeTimeout = min(cfg.TLSHandshakeTimeout, cfg.IdleReadTimeout)
 	}
 	dialer := &net.Dialer{
 		Timeout:        cfg.DialTimeout,
