@@ -151,15 +151,17 @@ func New(cfg Config) *Fetcher {
 		ControlContext: cfg.Policy.Control,
 		Resolver:       cfg.Resolver,
 	}
-	dial := dialer.DialContext
-	if d := cfg.IdleReadTimeout; d > 0 {
-		dial = func(ctx context.Context, network, address string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, address)
-			if err != nil {
-				return nil, err
-			}
-			return &idleConn{Conn: c, timeout: d}, nil
+	// net/http's connections: an answer sent before a reset beats the
+	// write error (replyConn), and silence is timed (idleConn, outermost).
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
 		}
+		if d := cfg.IdleReadTimeout; d > 0 {
+			return &idleConn{Conn: newReplyConn(c), timeout: d}, nil
+		}
+		return newReplyConn(c), nil
 	}
 	// Both engines pool connections alike.
 	idleConns, idleConnTimeout := max(cfg.Conns, 100), 90*time.Second
