@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -157,4 +158,53 @@ func (b *releasingBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.conns.releaseAll()
 	return err
+}
+
+// replyWait is the longest a replyConn holds back a write error.
+const replyWait = 250 * time.Millisecond
+
+// replyConn is a connection of net/http's transport that holds back a write
+// failing with a reset or a broken pipe until a read on it fails too, or it
+// is closed, or replyWait passes. An upstream that answers before it has
+// read the whole request body (a 401 or 413 to a large upload) and closes
+// resets the connection under the rest of the body, but its answer came
+// first: net/http's read loop reads it, yet its round trip returns
+// whichever of the write error and the response reaches it first
+// (golang/go#11745). Held back, the write error comes second. With no
+// answer, the read loop's pending read fails at once on the reset
+// connection and releases the write error.
+type replyConn struct {
+	net.Conn
+	once sync.Once
+	dead chan struct{} // closed when a read failed or Close was called
+}
+
+func newReplyConn(c net.Conn) *replyConn {
+	return &replyConn{Conn: c, dead: make(chan struct{})}
+}
+
+func (c *replyConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.once.Do(func() { close(c.dead) })
+	}
+	return n, err
+}
+
+func (c *replyConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+		t := time.NewTimer(replyWait)
+		select {
+		case <-c.dead:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return n, err
+}
+
+func (c *replyConn) Close() error {
+	c.once.Do(func() { close(c.dead) })
+	return c.Conn.Close()
 }

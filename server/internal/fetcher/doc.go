@@ -16,4 +16,14 @@
 // and reported truncated. Failures become an [Error] with a
 // [fetchv1.ErrorCode], see [Classify]. [LoadRootCAs] builds a root pool that
 // trusts an internal CA besides the system roots.
+//
+// Both engines give a caller the same result from the same upstream (net/http
+// is held to the lean engine's rules by a thin wrapper): an unsolicited 101
+// is ERROR_CODE_BAD_RESPONSE, fetchd never asks for an upgrade; a body is
+// decoded only when its Content-Encoding is exactly one "gzip", any other
+// ("gzip, gzip", two Content-Encoding fields, br) is returned as received
+// with its headers; a gzip body whose framing is complete but whose gzip is
+// broken or ends early is ERROR_CODE_BAD_RESPONSE, one the connection cuts
+// short is ERROR_CODE_CONNECTION_FAILURE; an upstream that answers a large
+// upload early and closes (401, 413) gives that answer, not the reset.
 package fetcher

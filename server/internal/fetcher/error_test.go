@@ -1,6 +1,8 @@
 package fetcher
 
 import (
+	"compress/flate"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -8,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"os"
 	"syscall"
@@ -17,6 +21,7 @@ import (
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/egress"
+	"github.com/fetchd/fetchd/server/internal/h1"
 )
 
 // urlErr wraps err the way http.Client.Do does.
@@ -79,6 +84,34 @@ func TestClassify(t *testing.T) {
 		{"*Error INTERNAL passes", live, &Error{Code: fetchv1.ErrorCode_ERROR_CODE_INTERNAL, Err: errors.New("bug")}, fetchv1.ErrorCode_ERROR_CODE_INTERNAL},
 		{"response headers too big", live, urlErr(errors.New("net/http: server response headers exceeded 4096 bytes; aborted")), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
 		{"malformed response", live, urlErr(errors.New(`net/http: malformed HTTP response "SSH-2.0"`)), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		// HTTP/2 and net/http connection losses, which net/http reports
+		// without a type: connection failures, which callers may retry.
+		{"HTTP/2 connection force closed", live, urlErr(errors.New("http2: client connection force closed via ClientConn.Close")), fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE},
+		{"HTTP/2 connection lost", live, urlErr(errors.New("http2: client connection lost")), fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE},
+		{"HTTP/2 GOAWAY then close", live, fmt.Errorf("read body: %w", errors.New(`http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=""`)), fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE},
+		{"HTTP/2 stream reset", live, fmt.Errorf("read body: %w", errors.New("stream error: stream ID 1; INTERNAL_ERROR; received from peer")), fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE},
+		{"HTTP/2 protocol violation", live, urlErr(errors.New("connection error: PROTOCOL_ERROR")), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"server closed idle connection", live, urlErr(errors.New("http: server closed idle connection")), fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE},
+		{"closed network connection", live, fmt.Errorf("read body: %w", net.ErrClosed), fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE},
+		// A broken body is a bad response, even where it ends in
+		// io.ErrUnexpectedEOF: the framing was complete, the gzip was not.
+		{"gzip cut short, lean", live, fmt.Errorf("read body: %w", fmt.Errorf("%w: gzip body: %w", h1.ErrBadResponse, io.ErrUnexpectedEOF)), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"gzip cut short, net/http", live, fmt.Errorf("read body: %w", fmt.Errorf("%w: gzip body: %w", errBadResponse, io.ErrUnexpectedEOF)), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"gzip header", live, fmt.Errorf("read body: %w", gzip.ErrHeader), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"gzip checksum", live, fmt.Errorf("read body: %w", gzip.ErrChecksum), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"flate corrupt", live, fmt.Errorf("read body: %w", flate.CorruptInputError(12)), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"malformed MIME header", live, urlErr(textproto.ProtocolError("malformed MIME header line: no colon")), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"malformed chunked encoding", live, fmt.Errorf("read body: %w", errors.New("malformed chunked encoding")), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"chunk line too long", live, fmt.Errorf("read body: %w", http.ErrLineTooLong), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"h1 unsolicited 101", live, urlErr(fmt.Errorf("%w: unsolicited 101 Switching Protocols", h1.ErrBadResponse)), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"net/http unsolicited 101", live, urlErr(fmt.Errorf("%w: unsolicited 101 Switching Protocols", errBadResponse)), fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE},
+		{"scheme mismatch", live, urlErr(http.ErrSchemeMismatch), fetchv1.ErrorCode_ERROR_CODE_TLS_FAILURE},
+		{"local TLS alert", live, urlErr(&net.OpError{Op: "local error", Err: errors.New("tls: protocol version not supported")}), fetchv1.ErrorCode_ERROR_CODE_TLS_FAILURE},
+		// Nothing known: a fetchd bug, not a bad response by default,
+		// whatever words a URL or wrapper holds.
+		{"unknown", live, urlErr(errors.New("something fetchd has never seen")), fetchv1.ErrorCode_ERROR_CODE_INTERNAL},
+		{"unknown under a URL with words", live, &url.Error{Op: "Get", URL: "http://malformed.test/invalid", Err: errors.New("something new")}, fetchv1.ErrorCode_ERROR_CODE_INTERNAL},
+		{"h1 read on closed body", live, fmt.Errorf("read body: %w", errors.New("h1: read on closed response body")), fetchv1.ErrorCode_ERROR_CODE_INTERNAL},
 		// The caller went away: whatever the transport said, the job was
 		// cancelled, except that a refused destination stays BLOCKED.
 		{"cancelled: reset", cancelled, dialErr("read", syscall.ECONNRESET), fetchv1.ErrorCode_ERROR_CODE_CANCELLED},

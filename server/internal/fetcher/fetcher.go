@@ -44,14 +44,17 @@ type Config struct {
 	MaxResponseHeaderBytes int64
 	// DialTimeout bounds each TCP connect. Default 10s.
 	DialTimeout time.Duration
-	// TLSHandshakeTimeout bounds each TLS handshake. Default 10s.
+	// TLSHandshakeTimeout bounds each TLS handshake. Default 10s; never
+	// more than IdleReadTimeout, which covers the handshake too.
 	TLSHandshakeTimeout time.Duration
 	// IdleReadTimeout fails a job with ERROR_CODE_TIMEOUT when its upstream
 	// connection delivers no byte for this long while the job waits for
 	// the response head or reads the body, however long the job's own
 	// timeout: an upstream that drips one byte a minute does not hold a
 	// worker. It covers TLS connections (it watches the TCP connection
-	// under TLS). An HTTP/2 connection is shared: it times out, failing
+	// under TLS) and their handshake, which it bounds as a whole: a
+	// handshake is a few round trips, so one longer than the idle-read
+	// timeout means a stalled upstream. An HTTP/2 connection is shared: it times out, failing
 	// every job on it, only when the whole connection is silent. Default
 	// 30s; a negative value turns it off.
 	IdleReadTimeout time.Duration
@@ -139,21 +142,26 @@ func New(cfg Config) *Fetcher {
 	case cfg.IdleReadTimeout < 0:
 		cfg.IdleReadTimeout = 0
 	}
+	if cfg.IdleReadTimeout > 0 {
+		cfg.TLSHandshakeTimeout = min(cfg.TLSHandshakeTimeout, cfg.IdleReadTimeout)
+	}
 	dialer := &net.Dialer{
 		Timeout:        cfg.DialTimeout,
 		KeepAlive:      30 * time.Second,
 		ControlContext: cfg.Policy.Control,
 		Resolver:       cfg.Resolver,
 	}
-	dial := dialer.DialContext
-	if d := cfg.IdleReadTimeout; d > 0 {
-		dial = func(ctx context.Context, network, address string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, address)
-			if err != nil {
-				return nil, err
-			}
-			return &idleConn{Conn: c, timeout: d}, nil
+	// net/http's connections: an answer sent before a reset beats the
+	// write error (replyConn), and silence is timed (idleConn, outermost).
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
 		}
+		if d := cfg.IdleReadTimeout; d > 0 {
+			return &idleConn{Conn: newReplyConn(c), timeout: d}, nil
+		}
+		return newReplyConn(c), nil
 	}
 	// Both engines pool connections alike.
 	idleConns, idleConnTimeout := max(cfg.Conns, 100), 90*time.Second
@@ -181,6 +189,7 @@ func New(cfg Config) *Fetcher {
 	if f.idleRead > 0 {
 		rt = idleReadTransport{tr}
 	}
+	rt = stdTransport{rt}
 	if cfg.Engine == EngineLean {
 		f.lean = &h1.Transport{
 			DialContext:            dialer.DialContext,

@@ -267,6 +267,16 @@ func TestFetchHostile(t *testing.T) {
 			minElapsed: 200 * time.Millisecond, maxElapsed: 200*time.Millisecond + margin,
 		},
 		{
+			// The idle-read timeout covers the handshake too, under the
+			// default TLSHandshakeTimeout (10s) and a longer job timeout.
+			name: "TLS handshake stalls, IdleReadTimeout 200ms",
+			setup: func(tb testing.TB) (string, Config) {
+				return "https://" + startRaw(tb, silent) + "/", loopbackWith(Config{IdleReadTimeout: 200 * time.Millisecond})
+			},
+			timeout: 5 * time.Second, wantCode: fetchv1.ErrorCode_ERROR_CODE_TIMEOUT,
+			minElapsed: 200 * time.Millisecond, maxElapsed: 200*time.Millisecond + margin,
+		},
+		{
 			name: "TLS handshake stalls, job timeout 300ms",
 			setup: func(tb testing.TB) (string, Config) {
 				return "https://" + startRaw(tb, silent) + "/", loopbackWith(Config{})

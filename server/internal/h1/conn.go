@@ -5,12 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -42,32 +41,6 @@ func newConn(t *Transport, key string, nc net.Conn) *conn {
 	return c
 }
 
-// errHeaderTooLarge is the error of a response head over the cap.
-type errHeaderTooLarge int64
-
-func (e errHeaderTooLarge) Error() string {
-	return fmt.Sprintf("h1: server response headers exceeded %d bytes; aborted", int64(e))
-}
-
-// IdleReadError is the error of a read that met
-// [Transport.IdleReadTimeout]. It is a [net.Error] whose Timeout method
-// reports true.
-type IdleReadError struct {
-	Idle time.Duration // the idle-read timeout that expired
-	Err  error         // the deadline error
-}
-
-func (e *IdleReadError) Error() string {
-	return fmt.Sprintf("upstream sent nothing for %v: %v", e.Idle, e.Err)
-}
-func (e *IdleReadError) Unwrap() error   { return e.Err }
-func (e *IdleReadError) Timeout() bool   { return true }
-func (e *IdleReadError) Temporary() bool { return true }
-
-// errAborted is returned by reads and writes after the request's context
-// ended; the caller reports the context's error instead.
-var errAborted = errors.New("h1: request aborted")
-
 // connReader sits between a connection and its bufio.Reader: it moves the
 // idle-read deadline, caps the response head and counts what the current
 // request read.
@@ -78,6 +51,7 @@ type connReader struct {
 	armed     bool          // a read deadline is set and must be cleared before pooling
 	limit     int64         // bytes the response head may still use; negative: no cap
 	n         int64         // bytes read for the current request
+	err       error         // the last error of a read on nc for the current request
 	aborted   atomic.Bool   // the request's context ended; set by its AfterFunc
 	exceeded  bool          // the head cap was met
 	capOfHead int64         // the cap, for the error
@@ -110,6 +84,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := r.nc.Read(p)
+	if err != nil {
+		r.err = err
+	}
 	r.n += int64(n)
 	if r.limit >= 0 {
 		r.limit -= int64(n)
@@ -127,21 +104,10 @@ func (r *connReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// errHeadTimeout is the error of a response head that took longer than
-// [Transport.ResponseHeaderTimeout].
-var errHeadTimeout error = &timeoutError{"h1: timeout awaiting response headers"}
-
-// timeoutError is a [net.Error] whose Timeout method reports true.
-type timeoutError struct{ msg string }
-
-func (e *timeoutError) Error() string   { return e.msg }
-func (e *timeoutError) Timeout() bool   { return true }
-func (e *timeoutError) Temporary() bool { return true }
-
 // roundTrip writes req and reads the response head. On error the
 // connection is closed; on success the response body owns it.
 func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
-	c.r.n = 0
+	c.r.n, c.r.err = 0, nil
 	c.r.aborted.Store(false)
 	c.r.idle = 0
 	if d := c.t.IdleReadTimeout; d > 0 {
@@ -161,7 +127,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response
 	}
 	b := &body{c: c, req: req, stop: stop, raw: resp.Body, reusable: !resp.Close && !req.Close &&
 		!httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")}
-	if compress && gzipped(resp) {
+	if compress && Gzipped(resp) {
 		b.gzip = true
 		resp.Header.Del("Content-Encoding")
 		resp.Header.Del("Content-Length")
@@ -191,10 +157,32 @@ func (c *conn) wrapErr(ctx context.Context, err error) error {
 }
 
 // exchange writes req and reads the final response head, skipping 1xx.
+//
+// An upstream may answer before it has read the whole request body (a 401
+// or 413 to a large upload) and close the connection: the rest of the body
+// then meets a reset or a broken pipe. The answer came first and is in the
+// socket's receive buffer, so after such a write error exchange reads it,
+// as net/http does, whose read loop runs beside the write. The connection
+// is dead: reading from it cannot block. If no answer is there, the write
+// error is returned.
 func (c *conn) exchange(req *http.Request, compress bool) (*http.Response, error) {
 	if err := writeRequest(c.bw, req, compress); err != nil {
-		return nil, fmt.Errorf("write request: %w", err)
+		werr := fmt.Errorf("write request: %w", err)
+		if c.r.aborted.Load() || !(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+			return nil, werr
+		}
+		resp, rerr := c.readHead(req)
+		if rerr != nil {
+			return nil, werr
+		}
+		resp.Close = true // the request was cut short: the connection carries no other
+		return resp, nil
 	}
+	return c.readHead(req)
+}
+
+// readHead reads the final response head to req, skipping 1xx.
+func (c *conn) readHead(req *http.Request) (*http.Response, error) {
 	max := c.t.maxResponseHeaderBytes()
 	c.r.capOfHead = max
 	if d := c.t.ResponseHeaderTimeout; d > 0 {
@@ -218,18 +206,23 @@ func (c *conn) exchange(req *http.Request, compress bool) (*http.Response, error
 	for i := 0; ; i++ {
 		c.r.limit, c.r.exceeded = max, false
 		resp, err := http.ReadResponse(c.br, req)
-		if err != nil {
-			if c.r.exceeded {
-				return nil, errHeaderTooLarge(max)
-			}
+		switch {
+		case err == nil:
+		case c.r.exceeded:
+			return nil, errHeaderTooLarge(max)
+		case c.r.err == nil:
+			// The connection read fine: the head does not parse.
+			return nil, badResponse(err)
+		default:
 			return nil, err // unwrapped: net/http's callers ask it whether it is a timeout
 		}
 		switch code := resp.StatusCode; {
 		case code == http.StatusSwitchingProtocols:
-			return nil, fmt.Errorf("h1: unexpected %s: %w", resp.Status, ErrUnsupported)
+			// Supports refuses Upgrade: this 101 answers no request.
+			return nil, fmt.Errorf("%w: unsolicited %s", ErrBadResponse, resp.Status)
 		case code >= 100 && code < 200:
 			if i >= maxInformational {
-				return nil, errors.New("h1: too many 1xx informational responses")
+				return nil, fmt.Errorf("%w: too many 1xx informational responses", ErrBadResponse)
 			}
 			continue
 		}
@@ -244,9 +237,11 @@ func (c *conn) asksGzip(req *http.Request) bool {
 		req.Header.Get("Accept-Encoding") == "" && req.Header.Get("Range") == ""
 }
 
-// gzipped reports whether resp, to a request the transport asked gzip for,
-// is gzip it must decode.
-func gzipped(resp *http.Response) bool {
+// Gzipped reports whether resp, to a request that asked for gzip, is gzip
+// to decode: it has a body and exactly one Content-Encoding field, whose
+// value is "gzip" in any case. Any other encoding, "gzip, gzip" or two
+// fields included, is left as received, headers and all.
+func Gzipped(resp *http.Response) bool {
 	if resp.Body == http.NoBody {
 		return false
 	}
@@ -269,130 +264,4 @@ func (c *conn) release(reusable bool) {
 		return
 	}
 	c.nc.Close()
-}
-
-// body is a response body: it hands the connection back when read to its
-// end, and closes it when closed early. Close may run while a Read is in
-// flight, as net/http allows: it then closes the connection under the Read.
-type body struct {
-	c        *conn
-	req      *http.Request
-	stop     func() bool // stops the context's AfterFunc
-	raw      io.ReadCloser
-	gzip     bool
-	zr       *gzipReader // used only by the goroutine in Read, or by finish
-	reusable bool
-
-	mu      sync.Mutex // guards the fields below
-	reading bool       // a Read is in flight
-	closed  bool       // Close was called: no Read starts
-	killed  bool       // Close closed the connection under a Read in flight
-	done    bool       // the request is over and its connection released
-	err     error      // what reads return once done
-}
-
-var errClosedBody = errors.New("h1: read on closed response body")
-
-func (b *body) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	if b.done || b.closed {
-		err := b.err
-		b.mu.Unlock()
-		if err == nil || b.closed {
-			err = errClosedBody
-		}
-		return 0, err
-	}
-	b.reading = true
-	b.mu.Unlock()
-	n, err := b.read(p)
-	b.mu.Lock()
-	b.reading = false
-	killed := b.killed
-	b.mu.Unlock()
-	if killed {
-		b.finish(false, errClosedBody)
-		return n, errClosedBody
-	}
-	return n, err
-}
-
-func (b *body) read(p []byte) (int, error) {
-	var (
-		n   int
-		err error
-	)
-	if b.gzip {
-		if b.zr == nil {
-			if b.zr, err = newGzipReader(rawReader{b}); err != nil {
-				b.finish(false, err)
-				return 0, b.err
-			}
-		}
-		n, err = b.zr.Read(p)
-	} else {
-		n, err = b.raw.Read(p)
-	}
-	switch {
-	case err == io.EOF:
-		b.finish(true, io.EOF)
-	case err != nil:
-		b.finish(false, err)
-		err = b.err
-	}
-	return n, err
-}
-
-// rawReader reads a gzipped body's bytes for the decoder.
-type rawReader struct{ b *body }
-
-func (r rawReader) Read(p []byte) (int, error) { return r.b.raw.Read(p) }
-
-// Close closes the connection unless the body was read to its end (or has
-// none, as the response to a HEAD).
-func (b *body) Close() error {
-	b.mu.Lock()
-	if b.done || b.closed {
-		b.mu.Unlock()
-		return nil
-	}
-	b.closed = true
-	if b.reading {
-		// The Read in flight fails now and finishes the request.
-		b.killed = true
-		b.mu.Unlock()
-		b.c.nc.Close()
-		return nil
-	}
-	b.mu.Unlock()
-	if b.raw == http.NoBody {
-		b.finish(true, io.EOF)
-	} else {
-		b.finish(false, errClosedBody)
-	}
-	return nil
-}
-
-// finish ends the request once: err is what later reads return, ok says
-// whether the connection may carry another request.
-func (b *body) finish(ok bool, err error) {
-	if !errors.Is(err, io.EOF) {
-		err = b.c.wrapErr(b.req.Context(), err)
-	}
-	b.mu.Lock()
-	if b.done {
-		b.mu.Unlock()
-		return
-	}
-	b.done, b.err = true, err
-	ok = ok && !b.killed
-	b.mu.Unlock()
-	if b.zr != nil {
-		b.zr.release()
-		b.zr = nil
-	}
-	// stop is false when the abort already ran or runs: the connection
-	// has a past deadline and cannot be reused.
-	stopped := b.stop()
-	b.c.release(ok && b.reusable && stopped)
 }

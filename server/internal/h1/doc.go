@@ -19,7 +19,18 @@
 //     byte for that long, however long its context allows;
 //   - the response head is capped at [Transport.MaxResponseHeaderBytes];
 //   - gzip is asked for and decoded, as net/http does, unless the request
-//     sets Accept-Encoding or Range or is a HEAD;
+//     sets Accept-Encoding or Range or is a HEAD; only a body with exactly
+//     one Content-Encoding, "gzip", is decoded ([Gzipped]): "gzip, gzip"
+//     or two Content-Encoding fields are returned as received, headers
+//     kept, where net/http would take one layer off two fields;
+//   - a request body the upstream stops reading, because it answered early
+//     (a 401 or 413 to a large upload) and closed, does not hide that
+//     answer: after a reset or broken pipe while writing, the answer
+//     already received is read and returned;
+//   - a response that breaks HTTP (a head that does not parse or is over
+//     the cap, too many 1xx, an unsolicited 101, framing or gzip that does
+//     not parse) fails with an error wrapping [ErrBadResponse]; a failed
+//     connection does not;
 //   - a connection taken from the pool is checked first, with a
 //     non-blocking MSG_PEEK, for an upstream that closed it or sent bytes
 //     unasked, and closed if so: one system call where net/http keeps a
@@ -35,5 +46,5 @@
 // What it does not do, and [Transport.RoundTrip] refuses with
 // [ErrUnsupported] so that the caller can use net/http instead: https,
 // HTTP/2, proxies, Expect: 100-continue, request bodies of unknown length,
-// and protocol upgrades.
+// and protocol upgrades (a 101 it did not ask for is an [ErrBadResponse]).
 package h1

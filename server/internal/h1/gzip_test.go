@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -113,12 +114,35 @@ func TestGzipCorrupt(t *testing.T) {
 			}
 			_, err = io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if !errors.Is(err, tt.want) {
-				t.Errorf("RoundTrip(%q): read body: %v, want %v", url, err, tt.want)
+			if !errors.Is(err, tt.want) || !errors.Is(err, h1.ErrBadResponse) {
+				t.Errorf("RoundTrip(%q): read body: %v, want %v wrapped in ErrBadResponse", url, err, tt.want)
 			}
 			if got := get(t, tr, srv.URL+"/good"); got != string(plain) {
 				t.Errorf("RoundTrip(%q) after a corrupt body = %d bytes, want the %d decoded", srv.URL+"/good", len(got), len(plain))
 			}
 		})
+	}
+}
+
+// TestGzipCutByConnection: a gzip body that the connection cuts short is a
+// connection error (io.ErrUnexpectedEOF), not a bad response: the gzip may
+// well have been fine.
+func TestGzipCutByConnection(t *testing.T) {
+	gz := gzipped(t, []byte(strings.Repeat("cut by the connection ", 500)))
+	rs := startRaw(t, func(rc *rawConn) {
+		if _, _, err := rc.readRequest(); err != nil {
+			return
+		}
+		rc.write(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s", len(gz), gz[:len(gz)/2]))
+	})
+	tr := newTransport(t, &h1.Transport{})
+	resp, err := tr.RoundTrip(newRequest(t, backstop(t), http.MethodGet, rs.URL, nil))
+	if err != nil {
+		t.Fatalf("RoundTrip(%q) = %v, want nil", rs.URL, err)
+	}
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, h1.ErrBadResponse) {
+		t.Errorf("RoundTrip(%q): read body: %v, want io.ErrUnexpectedEOF, not ErrBadResponse", rs.URL, err)
 	}
 }

@@ -139,12 +139,14 @@ func TestResponseErrors(t *testing.T) {
 		wantIs  error  // nil: check wantMsg
 		wantMsg string
 	}{
-		{"six 1xx", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 6) + okResp, false, nil, "too many 1xx"},
-		{"101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", false, h1.ErrUnsupported, ""},
-		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\n\r\n", false, nil, "malformed HTTP"},
+		{"six 1xx", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 6) + okResp, false, h1.ErrBadResponse, "too many 1xx"},
+		{"unsolicited 101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", false, h1.ErrBadResponse, "101"},
+		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\n\r\n", false, h1.ErrBadResponse, "malformed HTTP"},
+		{"malformed header line", "HTTP/1.1 200 OK\r\nno colon\r\n\r\n", false, h1.ErrBadResponse, "malformed MIME header"},
 		{"closed before a byte", "", false, io.ErrUnexpectedEOF, ""},
 		{"truncated head", "HTTP/1.1 200 OK\r\nX-A: b\r\n", false, io.ErrUnexpectedEOF, ""},
-		{"bad Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, nil, "Content-Length"},
+		{"bad Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, h1.ErrBadResponse, "Content-Length"},
+		{"malformed chunked body", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n", true, h1.ErrBadResponse, "chunk"},
 		{"truncated body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", true, io.ErrUnexpectedEOF, ""},
 		{"truncated chunked body", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", true, io.ErrUnexpectedEOF, ""},
 	}
@@ -168,7 +170,9 @@ func TestResponseErrors(t *testing.T) {
 				t.Errorf("RoundTrip(%q) = nil error, want one (%v %q)", rs.URL, tt.wantIs, tt.wantMsg)
 			case tt.wantIs != nil && !errors.Is(err, tt.wantIs):
 				t.Errorf("RoundTrip(%q) = %v, want an error wrapping %v", rs.URL, err, tt.wantIs)
-			case tt.wantIs == nil && !strings.Contains(err.Error(), tt.wantMsg):
+			case tt.wantIs != h1.ErrBadResponse && errors.Is(err, h1.ErrBadResponse):
+				t.Errorf("RoundTrip(%q) = %v, want an error not wrapping ErrBadResponse: the connection failed", rs.URL, err)
+			case !strings.Contains(err.Error(), tt.wantMsg):
 				t.Errorf("RoundTrip(%q) = %v, want an error containing %q", rs.URL, err, tt.wantMsg)
 			}
 		})

@@ -1,0 +1,58 @@
+package h1
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrBadResponse is wrapped by the errors of a response that breaks HTTP or
+// its encoding, as opposed to a connection that failed: a head that does
+// not parse or is over [Transport.MaxResponseHeaderBytes], too many 1xx
+// responses, an unsolicited 101 (the transport never asks for an upgrade),
+// body framing that does not parse, a gzip body that does not decode (or
+// ends before the gzip stream does, although its framing is complete).
+var ErrBadResponse = errors.New("h1: bad response")
+
+// badResponse wraps err, a parse error of the response, in ErrBadResponse.
+func badResponse(err error) error { return fmt.Errorf("%w: %w", ErrBadResponse, err) }
+
+// errHeaderTooLarge is the error of a response head over the cap.
+type errHeaderTooLarge int64
+
+func (e errHeaderTooLarge) Error() string {
+	return fmt.Sprintf("h1: server response headers exceeded %d bytes; aborted", int64(e))
+}
+
+// Is makes a head over the cap an [ErrBadResponse].
+func (e errHeaderTooLarge) Is(target error) bool { return target == ErrBadResponse }
+
+// IdleReadError is the error of a read that met
+// [Transport.IdleReadTimeout]. It is a [net.Error] whose Timeout method
+// reports true.
+type IdleReadError struct {
+	Idle time.Duration // the idle-read timeout that expired
+	Err  error         // the deadline error
+}
+
+func (e *IdleReadError) Error() string {
+	return fmt.Sprintf("upstream sent nothing for %v: %v", e.Idle, e.Err)
+}
+func (e *IdleReadError) Unwrap() error   { return e.Err }
+func (e *IdleReadError) Timeout() bool   { return true }
+func (e *IdleReadError) Temporary() bool { return true }
+
+// errAborted is returned by reads and writes after the request's context
+// ended; the caller reports the context's error instead.
+var errAborted = errors.New("h1: request aborted")
+
+// errHeadTimeout is the error of a response head that took longer than
+// [Transport.ResponseHeaderTimeout].
+var errHeadTimeout error = &timeoutError{"h1: timeout awaiting response headers"}
+
+// timeoutError is a [net.Error] whose Timeout method reports true.
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string   { return e.msg }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
