@@ -13,7 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -35,10 +37,13 @@ const trailerUnstarted = "fetchd-unstarted"
 //
 // Every job taken yields exactly one result; per-job failures are data
 // (Result.Error), not errors. The iterator yields a non-nil error, once and
-// last, only when the call cannot go on: ctx ended, or no backend was
-// available within the retry budget ([ErrUnavailable]; the jobs then
-// unanswered are first yielded as ERROR_CODE_UNAVAILABLE results). Stopping
-// the iteration early cancels the jobs still in flight.
+// last, only when the call cannot go on: ctx ended; no backend could be
+// reached at all ([ErrUnreachable]: the call fails within the connect
+// timeout, without taking a job or yielding a result); or the backends
+// reached failed later and none came back within the retry budget
+// ([ErrUnavailable]; the jobs then unanswered are first yielded as
+// ERROR_CODE_UNAVAILABLE results). Stopping the iteration early cancels the
+// jobs still in flight.
 func (c *Client) Fetch(ctx context.Context, jobs iter.Seq[*Job]) iter.Seq2[*Result, error] {
 	return func(yield func(*Result, error) bool) { c.run(ctx, jobs, false, yield) }
 }
@@ -73,13 +78,16 @@ type call struct {
 	out       chan *Result  // results for the consumer; room for the whole window
 	inputDone chan struct{} // closed when the input is exhausted
 	failed    chan struct{} // closed when every backend is given up
+	reached   chan struct{} // closed when the first stream opens, on any backend
 
 	mu        sync.Mutex // guards the fields below
 	pending   map[uint64]*pendingJob
 	taken     uint64 // jobs taken from the input
 	exhausted bool   // the input was read to its end
 	live      int    // backends not given up
-	err       error  // why the call failed
+	anyOpened bool   // reached is closed
+	giveUps   []giveUp
+	err       error // why the call failed
 }
 
 type pendingJob struct {
@@ -112,6 +120,7 @@ func (c *Client) run(ctx context.Context, jobs iter.Seq[*Job], ordered bool, yie
 		out:       make(chan *Result, w),
 		inputDone: make(chan struct{}),
 		failed:    make(chan struct{}),
+		reached:   make(chan struct{}),
 		pending:   make(map[uint64]*pendingJob, w),
 		live:      len(backends),
 	}
@@ -208,10 +217,17 @@ func (cl *call) takenCount() uint64 {
 }
 
 // feed takes jobs from the input as window tokens allow: a token first,
-// then the job, so that no job is taken that the call cannot answer.
+// then the job, so that no job is taken that the call cannot answer. It
+// takes none before a stream has opened: a call that reaches no backend
+// takes no job.
 func (cl *call) feed(ctx context.Context, jobs iter.Seq[*Job]) {
 	defer close(cl.inputDone)
 	defer close(cl.fresh)
+	select {
+	case <-cl.reached:
+	case <-ctx.Done():
+		return
+	}
 	next, stop := iter.Pull(jobs)
 	defer stop()
 	defer func() {
@@ -247,11 +263,21 @@ func (cl *call) feed(ctx context.Context, jobs iter.Seq[*Job]) {
 }
 
 // serveBackend keeps a stream open to b while the call has work, reopening
-// it with backoff when it breaks, until the retry budget is spent.
+// it with backoff when it breaks, until the retry budget is spent. A
+// backend whose first stream of the call does not open is given up at once.
 func (cl *call) serveBackend(ctx context.Context, b backend) {
 	failures := 0
 	var first []uint64
 	inputOpen := true
+	reached := false
+	// A connection failing since an earlier call would fail a stream at
+	// once with that call's error: make gRPC try again now, and give it
+	// the connect timeout to succeed.
+	waitReady := b.cc.GetState() == connectivity.TransientFailure
+	if waitReady {
+		b.cc.ResetConnectBackoff()
+	}
+	start := time.Now()
 	for ctx.Err() == nil {
 		if !inputOpen && len(first) == 0 {
 			// The input is exhausted: only resubmitted jobs are left.
@@ -262,8 +288,9 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 				return
 			}
 		}
-		progress, closed, err := cl.stream(ctx, b, first)
+		opened, progress, closed, err := cl.stream(ctx, b, first, waitReady && !reached)
 		first = nil
+		reached = reached || opened
 		if closed {
 			inputOpen = false
 		}
@@ -271,12 +298,21 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 			failures = 0
 			continue
 		}
+		if !reached {
+			err = connectError{err}
+			if d := cl.opts.connectTimeout; time.Since(start) >= d {
+				err = fmt.Errorf("no answer within the %v connect timeout: %w", d, err)
+			}
+			cl.giveUp(giveUp{addr: b.addr, err: err})
+			return
+		}
 		if progress {
 			failures = 0
 		}
 		failures++
 		if failures >= cl.opts.retryBudget || permanent(err) {
-			cl.giveUp(fmt.Errorf("%w: %s: %d attempts failed, last: %w", ErrUnavailable, b.addr, failures, err))
+			cl.giveUp(giveUp{addr: b.addr, reached: true,
+				err: fmt.Errorf("%w: %s: %d attempts failed, last: %w", ErrUnavailable, b.addr, failures, err)})
 			return
 		}
 		if !sleep(ctx, backoffDelay(cl.opts, failures)) {
@@ -285,31 +321,35 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 	}
 }
 
-// giveUp drops a backend; when none is left the call fails.
-func (cl *call) giveUp(err error) {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	cl.live--
-	if cl.live == 0 {
-		cl.err = err
-		close(cl.failed)
-	}
-}
-
 // stream runs one stream to b: a sender goroutine sends first, then
-// resubmitted and new jobs; this goroutine receives. It reports whether any
-// result arrived, whether the sender saw the end of the input, and why the
-// stream ended (nil when it ended OK after every job was answered).
-func (cl *call) stream(ctx context.Context, b backend, first []uint64) (progress, inputClosed bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	st, err := b.svc.Fetch(sctx)
+// resubmitted and new jobs; this goroutine receives. It reports whether the
+// stream opened, whether any result arrived, whether the sender saw the end
+// of the input, and why the stream ended (nil when it ended OK after every
+// job was answered). With waitReady it waits up to the connect timeout for
+// the connection to be ready, instead of failing while it is not.
+func (cl *call) stream(ctx context.Context, b backend, first []uint64, waitReady bool) (opened, progress, inputClosed bool, err error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var st fetchv1.FetchService_FetchClient
+	if waitReady {
+		t := time.AfterFunc(cl.opts.connectTimeout, func() {
+			cancel(fmt.Errorf("%w: not ready after %v", errConnectTimeout, cl.opts.connectTimeout))
+		})
+		st, err = b.svc.Fetch(sctx, grpc.WaitForReady(true))
+		if !t.Stop() && err == nil {
+			err = context.Cause(sctx) // the timer fired as the stream opened
+		}
+	} else {
+		st, err = b.svc.Fetch(sctx)
+	}
 	if err != nil {
 		for _, idx := range first {
 			cl.retry <- idx // never sent; room for the whole window
 		}
-		return false, false, err
+		return false, false, false, err
 	}
+	opened = true
+	cl.opened()
 	sent := &sentJobs{local: make(map[uint64]uint64)}
 	sendDone := make(chan bool, 1)
 	go func() { sendDone <- cl.send(sctx, st, sent, first) }()
@@ -329,17 +369,17 @@ func (cl *call) stream(ctx context.Context, b backend, first []uint64) (progress
 		r.Index = global
 		cl.deliver(global, r)
 	}
-	cancel()
+	cancel(nil)
 	inputClosed = <-sendDone
 	if errors.Is(err, io.EOF) && sent.empty() {
-		return progress, inputClosed, nil
+		return opened, progress, inputClosed, nil
 	}
 	if errors.Is(err, io.EOF) {
 		err = fmt.Errorf("%s ended the stream with %d jobs unanswered", b.addr, len(sent.local))
 	}
 	unstarted := slices.Contains(st.Trailer().Get(trailerUnstarted), "true")
 	cl.requeue(sent.unanswered(), unstarted)
-	return progress, inputClosed, err
+	return opened, progress, inputClosed, err
 }
 
 // send sends jobs on st until the input is exhausted (then it half-closes

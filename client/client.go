@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +15,7 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 )
@@ -30,6 +33,13 @@ func Get(url string) *Job { return &Job{Url: url} }
 
 // ErrClosed is returned by calls on a closed [Client].
 var ErrClosed = errors.New("client: closed")
+
+// ErrBadTarget is what [New] returns, wrapped, for a target it cannot use,
+// such as "http://localhost:50051" or "localhost" without a port.
+var ErrBadTarget = errors.New("client: bad target")
+
+// targetForms is the end of every ErrBadTarget message.
+const targetForms = "want host:port, a comma-separated list of them, or dns:///host:port"
 
 // Client sends jobs to one or more fetchd backends. It is safe for
 // concurrent use; each call of [Client.Fetch] or [Client.FetchOrdered] has
@@ -53,6 +63,12 @@ type Client struct {
 //   - a comma-separated list of addresses, "10.0.0.1:50051,10.0.0.2:50051";
 //   - "dns:///name:port", resolved anew at the start of every call, each
 //     address a backend (a Kubernetes headless Service, for example).
+//
+// An address is host:port with a numeric port, or a URI whose scheme has a
+// registered gRPC resolver ("unix:///path", "dns://server/name:port",
+// "passthrough:///host:port"). Anything else, such as a URL
+// ("http://host:port", which gRPC would try to dial as a host name) or a
+// host without a port, is refused with an error wrapping [ErrBadTarget].
 //
 // A call opens one stream per backend and spreads its jobs over them. New
 // does no I/O; connections are made when first used.
@@ -82,7 +98,7 @@ func New(target string, opts ...Option) (*Client, error) {
 				Jitter:     0.2,
 				MaxDelay:   o.backoffMax,
 			},
-			MinConnectTimeout: 5 * time.Second,
+			MinConnectTimeout: o.connectTimeout,
 		}),
 	}
 	if o.token != "" {
@@ -95,16 +111,20 @@ func New(target string, opts ...Option) (*Client, error) {
 	case target == "":
 		return nil, errors.New("client: empty target")
 	case strings.HasPrefix(target, "dns:///"):
-		host, port, err := net.SplitHostPort(strings.TrimPrefix(target, "dns:///"))
+		host, port, err := splitHostPort(strings.TrimPrefix(target, "dns:///"))
 		if err != nil {
-			return nil, fmt.Errorf("client: target %q: %w", target, err)
+			return nil, fmt.Errorf("%w %q: %w; %s", ErrBadTarget, target, err, targetForms)
 		}
 		c.dnsHost, c.dnsPort = host, port
 	default:
 		for _, a := range strings.Split(target, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				c.static = append(c.static, a)
+			if a = strings.TrimSpace(a); a == "" {
+				continue
 			}
+			if err := checkAddr(a); err != nil {
+				return nil, fmt.Errorf("%w %q: %w; %s", ErrBadTarget, a, err, targetForms)
+			}
+			c.static = append(c.static, a)
 		}
 	}
 	for _, a := range c.static {
@@ -114,6 +134,34 @@ func New(target string, opts ...Option) (*Client, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkAddr reports why gRPC could not dial addr, one address of a target:
+// it must be host:port or a URI with a registered resolver's scheme. gRPC
+// itself takes an unknown scheme ("http://host:port") as part of a host
+// name to pass through to the dialer, which then fails on every attempt.
+func checkAddr(addr string) error {
+	if u, err := url.Parse(addr); err == nil && u.Scheme != "" && resolver.Get(u.Scheme) != nil {
+		return nil
+	}
+	if scheme, _, ok := strings.Cut(addr, "://"); ok {
+		return fmt.Errorf("no gRPC resolver for scheme %q (fetchd is not reached by a URL)", scheme)
+	}
+	_, _, err := splitHostPort(addr)
+	return err
+}
+
+// splitHostPort splits host:port and checks that the port is a number from
+// 1 to 65535.
+func splitHostPort(addr string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", err
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return host, port, nil
 }
 
 // Close closes every connection. Calls in progress fail.
@@ -150,6 +198,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 // backend is one fetchd replica.
 type backend struct {
 	addr string
+	cc   *grpc.ClientConn
 	svc  fetchv1.FetchServiceClient
 }
 
@@ -172,7 +221,7 @@ func (c *Client) backends(ctx context.Context) ([]backend, error) {
 		if err != nil {
 			return nil, err
 		}
-		bs = append(bs, backend{addr: a, svc: fetchv1.NewFetchServiceClient(cc)})
+		bs = append(bs, backend{addr: a, cc: cc, svc: fetchv1.NewFetchServiceClient(cc)})
 	}
 	return bs, nil
 }

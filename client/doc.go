@@ -33,9 +33,25 @@
 // fetchd applies its own per-stream window, and HTTP/2 flow control carries
 // its pressure back to the client.
 //
+// # Connecting
+//
+// A call opens a stream to each backend at its start. When none of them
+// opens (fetchd is not running there, the address is wrong, the TLS
+// handshake fails, or nothing answers within [WithConnectTimeout], 5s by
+// default), the call fails at once: it takes no job from its input, yields
+// no result, and its iterator yields one error wrapping [ErrUnreachable]
+// (which is also an [ErrUnavailable]); the input is not read before a
+// stream opens, so this holds for an empty input too. It does not retry: waiting rarely
+// helps when the first connection fails, and a caller that expects fetchd
+// to come up can call again. A connection refused on loopback fails in
+// milliseconds. With several backends, one whose first stream does not open
+// is left out of the call and the others take its share. [New] refuses a
+// malformed target ([ErrBadTarget]) without dialling.
+//
 // # Resubmission
 //
-// If a stream breaks (fetchd restarts, the connection drops, GOAWAY), the
+// Once a backend has been reached in a call, the client keeps at it: if a
+// stream breaks (fetchd restarts, the connection drops, GOAWAY), the
 // client reopens it with exponential backoff ([WithBackoff]) and resubmits
 // the jobs that have no result yet, under their original indexes. Jobs whose
 // method is not idempotent (POST, PATCH) are not resubmitted unless
@@ -45,7 +61,9 @@
 // sent at most [WithMaxAttempts] times; a backend that fails
 // [WithRetryBudget] times in a row is given up, and when every backend is
 // given up the call yields ERROR_CODE_UNAVAILABLE results for the jobs still
-// open and then [ErrUnavailable].
+// open and then [ErrUnavailable]. These ERROR_CODE_UNAVAILABLE and
+// ERROR_CODE_OUTCOME_UNKNOWN results are set by the client, never by
+// fetchd: each is the one result of its job.
 //
 // # Many backends
 //

@@ -17,6 +17,7 @@ const (
 	DefaultBackoffBase     = 100 * time.Millisecond
 	DefaultBackoffMax      = 5 * time.Second
 	DefaultMaxRecvMsgBytes = 16 << 20
+	DefaultConnectTimeout  = 5 * time.Second
 )
 
 type options struct {
@@ -33,6 +34,7 @@ type options struct {
 	backoffMax        time.Duration
 	resubmitAnyMethod bool
 	maxRecvMsgBytes   int
+	connectTimeout    time.Duration
 	dialOptions       []grpc.DialOption
 }
 
@@ -43,6 +45,7 @@ var defaultOptions = options{
 	backoffBase:     DefaultBackoffBase,
 	backoffMax:      DefaultBackoffMax,
 	maxRecvMsgBytes: DefaultMaxRecvMsgBytes,
+	connectTimeout:  DefaultConnectTimeout,
 }
 
 // Option configures a [Client].
@@ -118,9 +121,11 @@ func WithMaxAttempts(n int) Option {
 }
 
 // WithRetryBudget sets how many times in a row a call may fail to get a
-// working stream from one backend (connect failures, and streams that break
-// before any result) before it gives that backend up. When every backend is
-// given up the call ends with an error. Values below 1 are ignored. Default
+// working stream from one backend it has reached before (connect failures,
+// and streams that break before any result) before it gives that backend
+// up. When every backend is given up the call ends with an error. A backend
+// whose first connection in a call fails is not retried at all (see
+// [ErrUnreachable]). Values below 1 are ignored. Default
 // [DefaultRetryBudget] (10): with the default backoff, about half a
 // minute of a backend being unreachable.
 func WithRetryBudget(n int) Option {
@@ -170,4 +175,18 @@ func WithMaxRecvMsgBytes(n int) Option {
 // Default: none.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
+}
+
+// WithConnectTimeout bounds each attempt to connect to a backend: the TCP
+// (or unix socket) connect, the TLS handshake and the HTTP/2 preface. A
+// connection refused fails at once; an address that drops packets fails
+// after d. When the first connection of a call to every backend fails the
+// call ends with [ErrUnreachable]. Values below 1 are ignored. Default
+// [DefaultConnectTimeout] (5s).
+func WithConnectTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.connectTimeout = d
+		}
+	}
 }

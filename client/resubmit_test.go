@@ -1,9 +1,7 @@
 package client_test
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -173,38 +171,5 @@ func TestDrainResubmitsUnstartedPosts(t *testing.T) {
 	}
 	if d, o := up.Agent("draining"), up.Agent("other"); d+o != int64(len(jobs)) || d > 2 {
 		t.Errorf("fetched %d times by the draining backend and %d by the other, want %d in all and at most 2 by the draining one", d, o, len(jobs))
-	}
-}
-
-func TestUnavailable(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close() // nothing listens there now
-	c := newClient(t, addr, client.WithRetryBudget(3), client.WithBackoff(time.Millisecond, 5*time.Millisecond))
-	jobs := []*client.Job{client.Get("http://example.com/a"), client.Get("http://example.com/b")}
-	var results []*client.Result
-	var callErr error
-	for r, err := range c.FetchOrdered(testCtx(t), slices.Values(jobs)) {
-		if err != nil {
-			callErr = err
-			continue
-		}
-		results = append(results, r)
-	}
-	if !errors.Is(callErr, client.ErrUnavailable) {
-		t.Errorf("call error = %v, want ErrUnavailable", callErr)
-	}
-	// Jobs are taken from the input only as streams can send them; with no
-	// backend ever reachable at most the first is taken, and answered.
-	if len(results) != 1 {
-		t.Fatalf("got %d results, want one per job taken (1)", len(results))
-	}
-	for i, r := range results {
-		if r.GetIndex() != uint64(i) || r.GetError().GetCode() != fetchv1.ErrorCode_ERROR_CODE_UNAVAILABLE {
-			t.Errorf("result %d = index %d error %v, want ERROR_CODE_UNAVAILABLE", i, r.GetIndex(), r.GetError())
-		}
 	}
 }

@@ -18,27 +18,28 @@ import (
 
 // config is fetchctl's configuration, from flags and FETCHCTL_* variables.
 type config struct {
-	addr          string
-	ordered       bool
-	concurrency   uint
-	timeout       time.Duration
-	window        int
-	maxAttempts   int
-	retryBudget   int
-	method        string
-	headers       []*fetchv1.Header
-	inputFile     string
-	body          bool
-	outDir        string
-	failOnError   bool
-	progress      string
-	tls           bool
-	tlsCA         string
-	tlsCert       string
-	tlsKey        string
-	tlsServerName string
-	tokenFile     string
-	urls          []string // the arguments
+	addr           string
+	ordered        bool
+	concurrency    uint
+	timeout        time.Duration
+	window         int
+	maxAttempts    int
+	retryBudget    int
+	connectTimeout time.Duration
+	method         string
+	headers        []*fetchv1.Header
+	inputFile      string
+	body           bool
+	outDir         string
+	failOnError    bool
+	progress       string
+	tls            bool
+	tlsCA          string
+	tlsCert        string
+	tlsKey         string
+	tlsServerName  string
+	tokenFile      string
+	urls           []string // the arguments
 }
 
 // usageError is a mistake on the command line: fetchctl exits 2.
@@ -101,9 +102,11 @@ a fetch.v1.FetchRequest in protobuf JSON, such as
 Blank lines and lines starting with # are skipped.
 
 Exit status: 0 when every job got a result (a per-job error is a result);
-1 when fetchd cannot be reached, the input is malformed, jobs got no result,
-a per-job error happened with -fail-on-error, or on SIGINT/SIGTERM; 2 on a
-usage error.
+1 when fetchd cannot be reached (at once when the first connection fails:
+refused, or no answer within -connect-timeout), the input is malformed,
+jobs got no result or no answer from fetchd, a per-job error happened with
+-fail-on-error, or on SIGINT/SIGTERM; 2 on a usage error, such as an -addr
+that is not host:port, a comma-separated list of them, or dns:///host:port.
 
 Examples:
   fetchctl https://example.com/ https://example.org/
@@ -124,7 +127,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&cfg.timeout, "timeout", 0, "timeout of jobs that set none (0: the server's default)")
 	fs.IntVar(&cfg.window, "window", client.DefaultWindow, "most jobs read ahead and not yet printed; bounds memory and the -ordered reorder buffer")
 	fs.IntVar(&cfg.maxAttempts, "max-attempts", client.DefaultMaxAttempts, "times one job may be sent in all when streams break")
-	fs.IntVar(&cfg.retryBudget, "retry-budget", client.DefaultRetryBudget, "failed attempts in a row to reach a fetchd before giving it up")
+	fs.IntVar(&cfg.retryBudget, "retry-budget", client.DefaultRetryBudget, "failed attempts in a row to reach a fetchd again, after it was reached, before giving it up")
+	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", client.DefaultConnectTimeout, "most time to connect to a fetchd; when the first connection to each fails, fetchctl exits at once")
 	fs.StringVar(&cfg.method, "method", "GET", "HTTP `method` of URL lines")
 	fs.Var(headerList{&cfg.headers}, "H", "request `header` of URL lines, \"Name: value\" (repeatable; in FETCHCTL_H, one per line)")
 	fs.StringVar(&cfg.inputFile, "i", "", "read jobs from `FILE` (- for stdin) instead of stdin")
@@ -189,6 +193,8 @@ func (c *config) check() error {
 		return usagef("-max-attempts %d: must be at least 1", c.maxAttempts)
 	case c.retryBudget < 1:
 		return usagef("-retry-budget %d: must be at least 1", c.retryBudget)
+	case c.connectTimeout <= 0:
+		return usagef("-connect-timeout %v: must be positive", c.connectTimeout)
 	case c.progress != "auto" && c.progress != "always" && c.progress != "never":
 		return usagef("-progress %q: must be auto, always or never", c.progress)
 	case (c.tlsCert == "") != (c.tlsKey == ""):
@@ -214,6 +220,7 @@ func (c *config) clientOptions() ([]client.Option, error) {
 		client.WithWindow(c.window),
 		client.WithMaxAttempts(c.maxAttempts),
 		client.WithRetryBudget(c.retryBudget),
+		client.WithConnectTimeout(c.connectTimeout),
 	}
 	if c.useTLS() {
 		cfg, err := c.tlsConfig()

@@ -26,6 +26,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{name: "negative timeout", args: []string{"-timeout", "-1s"}, wantCode: 2, want: "fetchctl: -timeout -1s: must not be negative"},
 		{name: "zero window", args: []string{"-window", "0"}, wantCode: 2, want: "fetchctl: -window 0: must be at least 1"},
 		{name: "zero attempts", args: []string{"-max-attempts", "0"}, wantCode: 2, want: "fetchctl: -max-attempts 0: must be at least 1"},
+		{name: "zero connect timeout", args: []string{"-connect-timeout", "0s"}, wantCode: 2,
+			want: "fetchctl: -connect-timeout 0s: must be positive"},
 		{name: "zero budget", args: []string{"-retry-budget", "0"}, wantCode: 2, want: "fetchctl: -retry-budget 0: must be at least 1"},
 		{name: "bad progress", args: []string{"-progress", "sometimes"}, wantCode: 2,
 			want: `fetchctl: -progress "sometimes": must be auto, always or never`},

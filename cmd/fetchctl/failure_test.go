@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -54,49 +55,104 @@ func TestRunJobErrors(t *testing.T) {
 	}
 }
 
-// TestRunUnreachable checks that a fetchd that cannot be reached fails the
-// run quickly, with a clear message, and counts the lost jobs.
+// TestRunUnreachable checks that a fetchd that cannot be reached on the
+// first connection fails the run at once, with a clear message and a
+// summary whose lines agree, and that a malformed -addr is a usage error
+// found before dialling. The deadline is short: before fetchctl failed fast
+// these runs retried for about 15s.
 func TestRunUnreachable(t *testing.T) {
 	up := testupstream.New(t)
-	addr := closedAddr(t)
+	closed := closedAddr(t)
+	silent := testupstream.StartRaw(t, func(_ net.Conn, done <-chan struct{}) { <-done }).Addr
 	urls := []string{up.URL + "/?tag=lost", up.URL + "/?tag=lost", up.URL + "/?tag=lost"}
 	tests := []struct {
-		name  string
-		stdin bool
-		want  []string // lines of stderr after the summary
+		name     string
+		args     []string
+		stdin    bool
+		wantCode int
+		want     []string // lines of stderr, each a prefix
+		ran      bool     // a summary line is printed
 	}{
-		{name: "args", want: []string{"fetchctl: cannot reach fetchd at " + addr + ": client: no fetchd backend available",
-			"fetchctl: 3 jobs got no result from fetchd"}},
-		{name: "stdin", stdin: true, want: []string{"fetchctl: cannot reach fetchd at " + addr + ": client: no fetchd backend available",
-			"fetchctl: stdin: stopped reading after line "}},
+		{name: "refused", args: []string{"-addr", closed}, wantCode: 1, ran: true,
+			want: []string{"fetchctl: cannot reach fetchd at " + closed + ": connection error: ",
+				"fetchctl: 3 jobs got no result from fetchd"}},
+		{name: "refused stdin", args: []string{"-addr", closed}, stdin: true, wantCode: 1, ran: true,
+			want: []string{"fetchctl: cannot reach fetchd at " + closed + ": connection error: ",
+				"fetchctl: stdin: not read: fetchd was not reached"}},
+		{name: "silent", args: []string{"-addr", silent, "-connect-timeout", "200ms"}, wantCode: 1, ran: true,
+			want: []string{"fetchctl: cannot reach fetchd at " + silent + ": no answer within the 200ms connect timeout: ",
+				"fetchctl: 3 jobs got no result from fetchd"}},
+		{name: "URL as addr", args: []string{"-addr", "http://localhost:50051"}, wantCode: 2,
+			want: []string{`fetchctl: -addr "http://localhost:50051": client: bad target "http://localhost:50051": ` +
+				`no gRPC resolver for scheme "http" (fetchd is not reached by a URL); ` +
+				"want host:port, a comma-separated list of them, or dns:///host:port"}},
+		{name: "no port", args: []string{"-addr", "localhost"}, wantCode: 2,
+			want: []string{`fetchctl: -addr "localhost": client: bad target "localhost": address localhost: missing port in address; ` +
+				"want host:port, a comma-separated list of them, or dns:///host:port"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := []string{"-addr", addr, "-retry-budget", "1"}
+			ctx := testCtx(t, 3*time.Second)
 			var r *ctlRun
 			if tt.stdin {
-				r = runCtl(t, strings.NewReader(strings.Join(urls, "\n")), nil, args...)
+				r = runCtlCtx(ctx, t, strings.NewReader(strings.Join(urls, "\n")), nil, tt.args...)
 			} else {
-				r = runCtl(t, nil, nil, append(args, urls...)...)
+				r = runCtlCtx(ctx, t, nil, nil, append(tt.args, urls...)...)
 			}
-			r.wantCode(t, 1)
-			if r.elapsed > 5*time.Second {
-				t.Errorf("fetchctl %q took %v, want under 5s", r.args, r.elapsed)
+			if ctx.Err() != nil {
+				t.Fatalf("fetchctl %q did not fail before the test deadline:\n%s", r.args, r.stderr)
 			}
+			r.wantCode(t, tt.wantCode)
 			for _, w := range tt.want {
-				if !strings.Contains(r.stderr, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				if _, err := stderrLine(r.stderr, w); err != nil {
+					t.Errorf("stderr lacks a line starting %q:\n%s", w, r.stderr)
 				}
 			}
-			for _, l := range r.lines(t) {
-				if l.Error == nil || l.Error.Code != "ERROR_CODE_UNAVAILABLE" {
-					t.Errorf("result %+v, want ERROR_CODE_UNAVAILABLE", l)
-				}
+			if r.stdout != "" {
+				t.Errorf("fetchctl %q printed %q, want nothing", r.args, r.stdout)
+			}
+			if _, err := stderrLine(r.stderr, "fetchctl: 0 results in "); (err == nil) != tt.ran {
+				t.Errorf("fetchctl %q: summary printed = %v, want %v:\n%s", r.args, err == nil, tt.ran, r.stderr)
 			}
 			if n := up.Tag("lost"); n != 0 {
 				t.Errorf("upstream saw %d requests, want 0", n)
 			}
 		})
+	}
+}
+
+// TestRunLostAfterReached checks a run whose fetchd was reached and then
+// went away with a job in flight: the client answers the job
+// ERROR_CODE_UNAVAILABLE, and every line of the summary counts it as what
+// it is, a result with an error that fetchd never answered.
+func TestRunLostAfterReached(t *testing.T) {
+	up := testupstream.New(t)
+	addr, stop := startStoppableBackend(t)
+	inFlight := up.InFlight()
+	go func() {
+		waitFor(t, 20*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() > inFlight })
+		stop()
+	}()
+	r := runCtl(t, nil, nil, "-addr", addr, "-retry-budget", "1", up.URL+"/?hang=1")
+	r.wantCode(t, 1)
+	lines := r.lines(t)
+	if len(lines) != 1 || lines[0].Error == nil || lines[0].Error.Code != "ERROR_CODE_UNAVAILABLE" {
+		t.Fatalf("fetchctl printed %+v, want one ERROR_CODE_UNAVAILABLE result", lines)
+	}
+	for _, w := range []string{
+		"fetchctl: 1 result in ",
+		"fetchctl: cannot reach fetchd at " + addr + ": client: no fetchd backend available: ",
+		"fetchctl: 1 job got no answer from fetchd; its result is the client's error (ERROR_CODE_UNAVAILABLE 1)",
+	} {
+		if _, err := stderrLine(r.stderr, w); err != nil {
+			t.Errorf("stderr lacks a line starting %q:\n%s", w, r.stderr)
+		}
+	}
+	if l, _ := stderrLine(r.stderr, "fetchctl: 1 result in "); !strings.HasSuffix(l, ": 0 ok, 1 error (ERROR_CODE_UNAVAILABLE 1)") {
+		t.Errorf("summary = %q, want it to count 1 error (ERROR_CODE_UNAVAILABLE 1)", l)
+	}
+	if strings.Contains(r.stderr, "got no result") {
+		t.Errorf("stderr says a job got no result, yet it printed one:\n%s", r.stderr)
 	}
 }
 

@@ -8,9 +8,9 @@
 // input order with -ordered.
 //
 // fetchctl exits 0 when every job got a result (a per-job error is data,
-// unless -fail-on-error), 1 when fetchd could not be reached, input was
-// malformed, results were lost or it was interrupted, and 2 on a usage
-// error. Run "fetchctl -h" for its flags; each has a FETCHCTL_...
+// unless -fail-on-error), 1 when fetchd could not be reached (at once, when
+// the first connection fails), input was malformed, results were lost or it
+// was interrupted, and 2 on a usage error, a malformed -addr included. Run "fetchctl -h" for its flags; each has a FETCHCTL_...
 // environment fallback.
 package main
 

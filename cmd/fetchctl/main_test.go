@@ -41,6 +41,14 @@ func TestMain(m *testing.M) {
 // from loopback, and returns its address; it stops when tb ends.
 func startBackend(tb testing.TB, opts ...grpc.ServerOption) string {
 	tb.Helper()
+	addr, _ := startStoppableBackend(tb, opts...)
+	return addr
+}
+
+// startStoppableBackend is startBackend that also returns a function that
+// stops the backend abruptly (its streams break), at most once.
+func startStoppableBackend(tb testing.TB, opts ...grpc.ServerOption) (addr string, stop func()) {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -54,12 +62,13 @@ func startBackend(tb testing.TB, opts ...grpc.ServerOption) string {
 		defer close(done)
 		gs.Serve(lis)
 	}()
-	tb.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		gs.Stop()
 		<-done
 		srv.Close()
 	})
-	return lis.Addr().String()
+	tb.Cleanup(stop)
+	return lis.Addr().String(), stop
 }
 
 // closedAddr returns a loopback address on which nothing listens.

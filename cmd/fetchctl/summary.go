@@ -20,7 +20,7 @@ type summary struct {
 	ok         uint64 // results without an error: any HTTP status
 	httpErrors uint64 // ok results with an HTTP status of 400 or more
 	errors     uint64 // results with an error
-	lost       uint64 // errors that say fetchd never answered the job
+	lost       uint64 // errors the client set: fetchd never answered the job
 	codes      map[fetchv1.ErrorCode]uint64
 }
 
@@ -68,15 +68,7 @@ func (s *summary) line(elapsed time.Duration) string {
 	}
 	fmt.Fprintf(&b, ", %d %s", s.errors, plural(s.errors, "error", "errors"))
 	if len(s.codes) > 0 {
-		// Most frequent first, then by name.
-		codes := slices.SortedFunc(maps.Keys(s.codes), func(a, c fetchv1.ErrorCode) int {
-			return cmp.Or(cmp.Compare(s.codes[c], s.codes[a]), strings.Compare(a.String(), c.String()))
-		})
-		parts := make([]string, len(codes))
-		for i, c := range codes {
-			parts[i] = fmt.Sprintf("%s %d", c, s.codes[c])
-		}
-		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
+		fmt.Fprintf(&b, " (%s)", s.codeList(func(fetchv1.ErrorCode) bool { return true }))
 	}
 	return b.String()
 }
@@ -85,6 +77,11 @@ func (s *summary) line(elapsed time.Duration) string {
 // first, or nil when every job got a result (and, with -fail-on-error, none
 // has an error). callErr is what the client's call ended with, outErr why
 // writing the results failed.
+//
+// A result the client set because fetchd never answered the job
+// (ERROR_CODE_UNAVAILABLE, ERROR_CODE_OUTCOME_UNKNOWN) is a result: it has
+// its line on stdout and counts among the results and errors of the
+// summary. "got no result" counts only jobs without a line.
 func verdict(interrupted bool, cfg *config, in *input, sum *summary, callErr, outErr error) error {
 	var errs []error
 	if interrupted {
@@ -93,29 +90,63 @@ func verdict(interrupted bool, cfg *config, in *input, sum *summary, callErr, ou
 	if outErr != nil {
 		errs = append(errs, outErr)
 	}
-	if callErr != nil && !interrupted {
+	unreachable := errors.Is(callErr, client.ErrUnreachable)
+	switch {
+	case callErr == nil || interrupted:
+	case unreachable:
+		// One line per backend, "client: cannot reach fetchd at ADDR: why",
+		// printed without the package prefix.
+		lines := strings.Split(callErr.Error(), "\n")
+		for i, l := range lines {
+			lines[i] = strings.TrimPrefix(l, "client: ")
+		}
+		errs = append(errs, errors.New(strings.Join(lines, "\n")))
+	default:
 		errs = append(errs, fmt.Errorf("cannot reach fetchd at %s: %w", cfg.addr, callErr))
 	}
 	if err := in.Err(); err != nil {
 		errs = append(errs, err)
 	}
-	// Jobs read without a result: the client gave up on them, or they were
-	// read and never taken (the call ended first).
+	// Jobs without a result: read and never taken (the call ended first),
+	// or given as arguments and never read.
 	unreadArgs, restUnread := in.Unread()
-	lost := sum.lost + unreadArgs
+	missing := unreadArgs
 	if n := in.Count(); n > sum.results {
-		lost += n - sum.results
+		missing += n - sum.results
 	}
-	if lost > 0 {
-		errs = append(errs, fmt.Errorf("%d %s got no result from fetchd", lost, plural(lost, "job", "jobs")))
+	if missing > 0 {
+		errs = append(errs, fmt.Errorf("%d %s got no result from fetchd", missing, plural(missing, "job", "jobs")))
 	}
-	if restUnread {
+	if sum.lost > 0 {
+		errs = append(errs, fmt.Errorf("%d %s got no answer from fetchd; %s the client's error (%s)",
+			sum.lost, plural(sum.lost, "job", "jobs"), plural(sum.lost, "its result is", "their results are"),
+			sum.codeList(lostCode)))
+	}
+	switch {
+	case restUnread && in.Line() == 0 && unreachable:
+		errs = append(errs, fmt.Errorf("%s: not read: fetchd was not reached", in.Name()))
+	case restUnread:
 		errs = append(errs, fmt.Errorf("%s: stopped reading after line %d", in.Name(), in.Line()))
 	}
 	if cfg.failOnError && sum.errors > 0 && len(errs) == 0 {
 		errs = append(errs, fmt.Errorf("%d %s failed (-fail-on-error)", sum.errors, plural(sum.errors, "job", "jobs")))
 	}
 	return errors.Join(errs...)
+}
+
+// codeList returns the counts of the error codes that match, most frequent
+// first, then by name: "ERROR_CODE_TIMEOUT 7, ERROR_CODE_BLOCKED 3".
+func (s *summary) codeList(match func(fetchv1.ErrorCode) bool) string {
+	codes := slices.SortedFunc(maps.Keys(s.codes), func(a, c fetchv1.ErrorCode) int {
+		return cmp.Or(cmp.Compare(s.codes[c], s.codes[a]), strings.Compare(a.String(), c.String()))
+	})
+	parts := make([]string, 0, len(codes))
+	for _, c := range codes {
+		if match(c) {
+			parts = append(parts, fmt.Sprintf("%s %d", c, s.codes[c]))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func plural(n uint64, one, many string) string {
