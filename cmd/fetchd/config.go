@@ -126,16 +126,6 @@ func (p portList) Set(s string) error {
 	return nil
 }
 
-// isList reports whether a flag adds up its values, from the command line
-// and the environment both.
-func isList(v flag.Value) bool {
-	switch v.(type) {
-	case cidrList, hostList, portList:
-		return true
-	}
-	return false
-}
-
 // envName is the environment fallback of a flag: FETCHD_ and its name in
 // upper case with dashes as underscores.
 func envName(flagName string) string {
@@ -188,7 +178,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: fetchd [flags]\n\nfetchd serves fetch.v1.FetchService over gRPC: it fetches URLs for its callers.\nEvery flag may also be set by the environment variable shown; a flag on the\ncommand line wins over its variable (for -allow-cidr, both add up).\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: fetchd [flags]\n\nfetchd serves fetch.v1.FetchService over gRPC: it fetches URLs for its callers.\nEvery flag may also be set by the environment variable shown; a flag on the\ncommand line replaces its variable, list flags included (repeats of a list\nflag on the command line add up).\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			name, usage := flag.UnquoteUsage(f)
 			fmt.Fprintf(fs.Output(), "  -%s %s\n    \t%s (env %s", f.Name, name, usage, envName(f.Name))
@@ -201,13 +191,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	// Environment fallbacks for the flags not on the command line (list
-	// flags take both).
+	// Environment fallbacks for the flags not on the command line. A flag
+	// given on the command line replaces its variable, list flags too:
+	// adding the two up would widen an allow list the operator narrowed.
+	// Repeats of a list flag on the command line add up among themselves.
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if onCommandLine[f.Name] && !isList(f.Value) {
+		if onCommandLine[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
