@@ -86,6 +86,19 @@ var defaultOptions = options{
 	leanHTTP:               true,
 }
 
+// egressNames are what a refused job's message calls the egress options:
+// the fetchd flags, which its operators set, each the counterpart of one
+// option (-allow-cidr is [WithAllowCIDRs]). A message reads "10.0.0.0/8
+// (private); -allow-private or -allow-cidr opens it".
+var egressNames = egress.Names{
+	AllowCIDRs:   "-allow-cidr",
+	DenyCIDRs:    "-deny-cidr",
+	AllowPrivate: "-allow-private",
+	AllowPorts:   "-allow-port",
+	AllowHosts:   "-allow-host",
+	DenyHosts:    "-deny-host",
+}
+
 // Option configures a [Server].
 type Option func(*options)
 
@@ -250,7 +263,11 @@ func WithMaxResponseHeaderBytes(n int64) Option {
 
 // WithAllowCIDRs opens address ranges that the egress policy denies by
 // default, such as 10.0.0.0/8 for internal upstreams or 127.0.0.0/8 for
-// tests. It adds to earlier calls. Default: none; only public addresses.
+// tests. A cloud metadata address (169.254.169.254, 168.63.129.16,
+// 100.100.100.200, fd00:ec2::/32, fd20:ce::254 and the others) opens only
+// to a range inside its own entry, such as 168.63.129.16/32, never to a
+// wider one. It adds to earlier calls. Default: none; only public
+// addresses.
 func WithAllowCIDRs(prefixes ...netip.Prefix) Option {
 	return func(o *options) { o.allowCIDRs = append(o.allowCIDRs, prefixes...) }
 }
@@ -264,7 +281,8 @@ func WithDenyCIDRs(prefixes ...netip.Prefix) Option {
 
 // WithAllowPrivate opens the private ranges (10/8, 172.16/12, 192.168/16,
 // CGNAT 100.64/10 and fc00::/7), but not loopback, link-local or the cloud
-// metadata addresses, for deployments whose upstreams are internal.
+// metadata addresses inside them (100.100.100.200, fd00:ec2::/32,
+// fd20:ce::254, ...), for deployments whose upstreams are internal.
 // Default false.
 func WithAllowPrivate(on bool) Option {
 	return func(o *options) { o.allowPrivate = on }

@@ -76,6 +76,7 @@ func New(opts ...Option) *Server {
 		egress.AllowPorts(o.allowPorts...),
 		egress.AllowHosts(o.allowHosts...),
 		egress.DenyHosts(o.denyHosts...),
+		egress.Named(egressNames),
 	)
 	if policy.PrivateAllowed() {
 		o.logger.Warn("egress policy opens the private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): callers can reach internal services")
