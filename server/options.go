@@ -13,17 +13,20 @@ import (
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 )
 
-// Defaults of the [Option] values.
+// Defaults of the [Option] values. The stream window and queue follow the
+// concurrency unless set: the window is the larger of [DefaultStreamWindow]
+// and 2 x the concurrency, the queue the larger of [DefaultStreamQueue] and
+// 16 x the window (512 and 8192 at the default concurrency of 256).
 const (
 	DefaultConcurrency            = 256
-	DefaultStreamWindow           = 512
+	DefaultStreamWindow           = 512 // the least default window; see [WithStreamWindow]
 	DefaultMaxBodyBytes           = 3 << 20
 	DefaultTimeout                = 30 * time.Second
 	DefaultMaxTimeout             = 5 * time.Minute
 	DefaultMaxRedirects           = 10
 	DefaultMaxResponseHeaderBytes = 64 << 10
 	DefaultUserAgent              = "fetchd"
-	DefaultStreamQueue            = 8192
+	DefaultStreamQueue            = 8192 // the least default queue; see [WithStreamQueue]
 	DefaultIdleReadTimeout        = 30 * time.Second
 	DefaultHostConcurrency        = 16
 	DefaultRetryAttempts          = 3
@@ -67,14 +70,12 @@ type options struct {
 
 var defaultOptions = options{
 	concurrency:            DefaultConcurrency,
-	streamWindow:           DefaultStreamWindow,
 	maxBodyBytes:           DefaultMaxBodyBytes,
 	defaultTimeout:         DefaultTimeout,
 	maxTimeout:             DefaultMaxTimeout,
 	maxRedirects:           DefaultMaxRedirects,
 	maxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
 	userAgent:              DefaultUserAgent,
-	streamQueue:            DefaultStreamQueue,
 	idleReadTimeout:        DefaultIdleReadTimeout,
 	hostConcurrency:        DefaultHostConcurrency,
 	dedup:                  true,
@@ -115,11 +116,13 @@ func WithConcurrency(n int) Option {
 
 // WithStreamWindow sets each stream's window: the most jobs one stream may
 // have in flight plus results waiting to be sent. A full window stops the
-// stream from reading more jobs. Values below 1 are ignored. Default
+// stream from reading more jobs, so a window below the concurrency keeps
+// one stream from using the whole pool. 0 means the default; negative
+// values are ignored. Default: 2 x the concurrency, and at least
 // [DefaultStreamWindow] (512).
 func WithStreamWindow(n int) Option {
 	return func(o *options) {
-		if n > 0 {
+		if n >= 0 {
 			o.streamWindow = n
 		}
 	}
@@ -128,12 +131,24 @@ func WithStreamWindow(n int) Option {
 // WithStreamQueue sets how many jobs one stream may have read and not yet
 // started: jobs waiting for a busy or rate-limited host. They are cheap
 // (no goroutine, no result yet); a full queue stops the stream from reading
-// more. Values below 1 are ignored. Default [DefaultStreamQueue] (8192).
+// more. 0 means the default; negative values are ignored. Default: 16 x
+// the stream window, and at least [DefaultStreamQueue] (8192).
 func WithStreamQueue(n int) Option {
 	return func(o *options) {
-		if n > 0 {
+		if n >= 0 {
 			o.streamQueue = n
 		}
+	}
+}
+
+// resolve fills in the defaults that depend on other options.
+func (o *options) resolve() {
+	o.defaultTimeout = min(o.defaultTimeout, o.maxTimeout)
+	if o.streamWindow == 0 {
+		o.streamWindow = max(DefaultStreamWindow, 2*o.concurrency)
+	}
+	if o.streamQueue == 0 {
+		o.streamQueue = max(DefaultStreamQueue, 16*o.streamWindow)
 	}
 }
 

@@ -61,7 +61,7 @@ func New(opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	o.defaultTimeout = min(o.defaultTimeout, o.maxTimeout)
+	o.resolve()
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}

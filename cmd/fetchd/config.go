@@ -138,7 +138,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.listen, "listen", "localhost:50051", "`address` to serve gRPC on")
 	fs.IntVar(&cfg.concurrency, "concurrency", server.DefaultConcurrency, "most fetches in flight at once, across all streams (the worker pool)")
-	fs.IntVar(&cfg.streamWindow, "stream-window", server.DefaultStreamWindow, "most jobs one stream may have in flight plus results waiting to be sent")
+	fs.IntVar(&cfg.streamWindow, "stream-window", 0, fmt.Sprintf("most jobs one stream may have in flight plus results waiting to be sent; below -concurrency, one stream cannot use the whole pool (0: 2 x -concurrency, at least %d)", server.DefaultStreamWindow))
 	fs.Var(cidrList{&cfg.allowCIDRs}, "allow-cidr", "open a `CIDR` range the egress policy denies by default, e.g. 127.0.0.0/8 (repeatable, or comma-separated). A cloud metadata address opens only to itself, e.g. 168.63.129.16/32, never to a wider range")
 	fs.Var(cidrList{&cfg.denyCIDRs}, "deny-cidr", "refuse a `CIDR` range even if public or allowed (repeatable, or comma-separated)")
 	fs.BoolVar(&cfg.allowPrivate, "allow-private", false, "open the private ranges 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 (not loopback, link-local or the cloud metadata addresses inside them, such as 100.100.100.200 and fd00:ec2::/32): only for internal deployments")
@@ -156,7 +156,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 16<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request)")
 	fs.UintVar(&cfg.maxConcurrentStreams, "max-concurrent-streams", 1000, "most concurrent gRPC streams per client connection")
 	fs.StringVar(&cfg.userAgent, "user-agent", server.DefaultUserAgent, "User-Agent sent with jobs that set none")
-	fs.IntVar(&cfg.streamQueue, "stream-queue", server.DefaultStreamQueue, "most jobs one stream may have read and not yet started (waiting for a busy or rate-limited host)")
+	fs.IntVar(&cfg.streamQueue, "stream-queue", 0, fmt.Sprintf("most jobs one stream may have read and not yet started (waiting for a busy or rate-limited host) (0: 16 x -stream-window, at least %d)", server.DefaultStreamQueue))
 	fs.IntVar(&cfg.hostConcurrency, "host-concurrency", server.DefaultHostConcurrency, "most fetches in flight to one host, across all streams (0: no cap)")
 	fs.Float64Var(&cfg.hostRate, "host-rate", 0, "most requests per second to one host, across all streams (0: no limit)")
 	fs.BoolVar(&cfg.dedup, "dedup", true, "identical GET/HEAD jobs in flight at the same time share one fetch")
@@ -217,8 +217,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	switch {
 	case cfg.concurrency < 1:
 		return nil, fmt.Errorf("-concurrency %d: must be at least 1", cfg.concurrency)
-	case cfg.streamWindow < 1:
-		return nil, fmt.Errorf("-stream-window %d: must be at least 1", cfg.streamWindow)
+	case cfg.streamWindow < 0:
+		return nil, fmt.Errorf("-stream-window %d: must not be negative (0: derived from -concurrency)", cfg.streamWindow)
 	case cfg.maxBodyBytes < 1:
 		return nil, fmt.Errorf("-max-body-bytes %d: must be at least 1", cfg.maxBodyBytes)
 	case cfg.defaultTimeout <= 0 || cfg.maxTimeout <= 0:
@@ -231,8 +231,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-drain-timeout %v: must not be negative", cfg.drainTimeout)
 	case cfg.idleReadTimeout < 0:
 		return nil, fmt.Errorf("-idle-read-timeout %v: must not be negative", cfg.idleReadTimeout)
-	case cfg.streamQueue < 1:
-		return nil, fmt.Errorf("-stream-queue %d: must be at least 1", cfg.streamQueue)
+	case cfg.streamQueue < 0:
+		return nil, fmt.Errorf("-stream-queue %d: must not be negative (0: derived from -stream-window)", cfg.streamQueue)
 	case cfg.hostConcurrency < 0 || cfg.hostRate < 0:
 		return nil, fmt.Errorf("-host-concurrency and -host-rate must not be negative")
 	case cfg.retryAttempts < 1 || cfg.maxRetryAttempts < cfg.retryAttempts:

@@ -86,3 +86,33 @@ func TestEgressFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamWindowFollowsConcurrency checks that -stream-window and
+// -stream-queue default to 0, derived from -concurrency by the server, and
+// that -h says how.
+func TestStreamWindowFollowsConcurrency(t *testing.T) {
+	var help strings.Builder
+	if _, err := parseConfig([]string{"-h"}, env(nil), &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseConfig(-h) = %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{
+		"(0: 2 x -concurrency, at least 512",
+		"(0: 16 x -stream-window, at least 8192",
+	} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("fetchd -h does not say %q:\n%s", want, help.String())
+		}
+	}
+	cfg, err := parseConfig([]string{"-concurrency", "1000"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatalf("parseConfig(-concurrency 1000) = %v", err)
+	}
+	if cfg.streamWindow != 0 || cfg.streamQueue != 0 {
+		t.Errorf("parseConfig(-concurrency 1000): -stream-window %d, -stream-queue %d; want 0 and 0 (derived)", cfg.streamWindow, cfg.streamQueue)
+	}
+	for _, args := range [][]string{{"-stream-window", "-1"}, {"-stream-queue", "-1"}} {
+		if _, err := parseConfig(args, env(nil), io.Discard); err == nil {
+			t.Errorf("parseConfig(%q) = nil, want an error", args)
+		}
+	}
+}

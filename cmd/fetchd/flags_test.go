@@ -78,7 +78,7 @@ func TestBadConfig(t *testing.T) {
 	}{
 		{"zero concurrency", nil, []string{"-concurrency", "0"}, "fetchd: -concurrency 0: must be at least 1"},
 		{"env concurrency not a number", []string{"FETCHD_CONCURRENCY=abc"}, nil, `fetchd: FETCHD_CONCURRENCY="abc": `},
-		{"negative stream window", nil, []string{"-stream-window", "-1"}, "-stream-window -1: must be at least 1"},
+		{"negative stream window", nil, []string{"-stream-window", "-1"}, "-stream-window -1: must not be negative"},
 		{"zero body cap", nil, []string{"-max-body-bytes", "0"}, "-max-body-bytes 0: must be at least 1"},
 		{"default over max timeout", nil, []string{"-default-timeout", "10m"}, "-default-timeout 10m0s is over -max-timeout 5m0s"},
 		{"zero default timeout", nil, []string{"-default-timeout", "0"}, "must be positive"},
