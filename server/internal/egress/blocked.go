@@ -97,8 +97,9 @@ func (n Names) addressRemedy(addr netip.Addr, metadata bool) string {
 	return opens(n.AllowCIDRs)
 }
 
-// set returns "NAME refuses it", or "" without a name.
-func set(name string) string {
+// refuses returns "NAME refuses it", for a refusal the operator asked for,
+// or "" without a name.
+func refuses(name string) string {
 	if name == "" {
 		return ""
 	}

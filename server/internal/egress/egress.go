@@ -113,7 +113,7 @@ func (p *Policy) Check(addr netip.Addr) error {
 	addr = addr.Unmap().WithZone("")
 	for _, pfx := range p.deny {
 		if pfx.Contains(addr) {
-			return &BlockedError{Addr: addr, Reason: pfx.String() + " (operator deny list)", Remedy: set(p.names.DenyCIDRs)}
+			return &BlockedError{Addr: addr, Reason: pfx.String() + " (operator deny list)", Remedy: refuses(p.names.DenyCIDRs)}
 		}
 	}
 	if m, ok := find(metadataRanges, addr); ok {
