@@ -13,17 +13,20 @@ import (
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 )
 
-// Defaults of the [Option] values.
+// Defaults of the [Option] values. The stream window and queue follow the
+// concurrency unless set: the window is the larger of [DefaultStreamWindow]
+// and 2 x the concurrency, the queue the larger of [DefaultStreamQueue] and
+// 16 x the window (512 and 8192 at the default concurrency of 256).
 const (
 	DefaultConcurrency            = 256
-	DefaultStreamWindow           = 512
+	DefaultStreamWindow           = 512 // the least default window; see [WithStreamWindow]
 	DefaultMaxBodyBytes           = 3 << 20
 	DefaultTimeout                = 30 * time.Second
 	DefaultMaxTimeout             = 5 * time.Minute
 	DefaultMaxRedirects           = 10
 	DefaultMaxResponseHeaderBytes = 64 << 10
 	DefaultUserAgent              = "fetchd"
-	DefaultStreamQueue            = 8192
+	DefaultStreamQueue            = 8192 // the least default queue; see [WithStreamQueue]
 	DefaultIdleReadTimeout        = 30 * time.Second
 	DefaultHostConcurrency        = 16
 	DefaultRetryAttempts          = 3
@@ -67,14 +70,12 @@ type options struct {
 
 var defaultOptions = options{
 	concurrency:            DefaultConcurrency,
-	streamWindow:           DefaultStreamWindow,
 	maxBodyBytes:           DefaultMaxBodyBytes,
 	defaultTimeout:         DefaultTimeout,
 	maxTimeout:             DefaultMaxTimeout,
 	maxRedirects:           DefaultMaxRedirects,
 	maxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
 	userAgent:              DefaultUserAgent,
-	streamQueue:            DefaultStreamQueue,
 	idleReadTimeout:        DefaultIdleReadTimeout,
 	hostConcurrency:        DefaultHostConcurrency,
 	dedup:                  true,
@@ -84,6 +85,19 @@ var defaultOptions = options{
 	maxRetryBackoff:        DefaultMaxRetryBackoff,
 	maxRetryAfter:          DefaultMaxRetryAfter,
 	leanHTTP:               true,
+}
+
+// egressNames are what a refused job's message calls the egress options:
+// the fetchd flags, which its operators set, each the counterpart of one
+// option (-allow-cidr is [WithAllowCIDRs]). A message reads "10.0.0.0/8
+// (private); -allow-private or -allow-cidr opens it".
+var egressNames = egress.Names{
+	AllowCIDRs:   "-allow-cidr",
+	DenyCIDRs:    "-deny-cidr",
+	AllowPrivate: "-allow-private",
+	AllowPorts:   "-allow-port",
+	AllowHosts:   "-allow-host",
+	DenyHosts:    "-deny-host",
 }
 
 // Option configures a [Server].
@@ -102,11 +116,13 @@ func WithConcurrency(n int) Option {
 
 // WithStreamWindow sets each stream's window: the most jobs one stream may
 // have in flight plus results waiting to be sent. A full window stops the
-// stream from reading more jobs. Values below 1 are ignored. Default
+// stream from reading more jobs, so a window below the concurrency keeps
+// one stream from using the whole pool. 0 means the default; negative
+// values are ignored. Default: 2 x the concurrency, and at least
 // [DefaultStreamWindow] (512).
 func WithStreamWindow(n int) Option {
 	return func(o *options) {
-		if n > 0 {
+		if n >= 0 {
 			o.streamWindow = n
 		}
 	}
@@ -115,12 +131,24 @@ func WithStreamWindow(n int) Option {
 // WithStreamQueue sets how many jobs one stream may have read and not yet
 // started: jobs waiting for a busy or rate-limited host. They are cheap
 // (no goroutine, no result yet); a full queue stops the stream from reading
-// more. Values below 1 are ignored. Default [DefaultStreamQueue] (8192).
+// more. 0 means the default; negative values are ignored. Default: 16 x
+// the stream window, and at least [DefaultStreamQueue] (8192).
 func WithStreamQueue(n int) Option {
 	return func(o *options) {
-		if n > 0 {
+		if n >= 0 {
 			o.streamQueue = n
 		}
+	}
+}
+
+// resolve fills in the defaults that depend on other options.
+func (o *options) resolve() {
+	o.defaultTimeout = min(o.defaultTimeout, o.maxTimeout)
+	if o.streamWindow == 0 {
+		o.streamWindow = max(DefaultStreamWindow, 2*o.concurrency)
+	}
+	if o.streamQueue == 0 {
+		o.streamQueue = max(DefaultStreamQueue, 16*o.streamWindow)
 	}
 }
 
@@ -250,7 +278,11 @@ func WithMaxResponseHeaderBytes(n int64) Option {
 
 // WithAllowCIDRs opens address ranges that the egress policy denies by
 // default, such as 10.0.0.0/8 for internal upstreams or 127.0.0.0/8 for
-// tests. It adds to earlier calls. Default: none; only public addresses.
+// tests. A cloud metadata address (169.254.169.254, 168.63.129.16,
+// 100.100.100.200, fd00:ec2::/32, fd20:ce::254 and the others) opens only
+// to a range inside its own entry, such as 168.63.129.16/32, never to a
+// wider one. It adds to earlier calls. Default: none; only public
+// addresses.
 func WithAllowCIDRs(prefixes ...netip.Prefix) Option {
 	return func(o *options) { o.allowCIDRs = append(o.allowCIDRs, prefixes...) }
 }
@@ -264,7 +296,8 @@ func WithDenyCIDRs(prefixes ...netip.Prefix) Option {
 
 // WithAllowPrivate opens the private ranges (10/8, 172.16/12, 192.168/16,
 // CGNAT 100.64/10 and fc00::/7), but not loopback, link-local or the cloud
-// metadata addresses, for deployments whose upstreams are internal.
+// metadata addresses inside them (100.100.100.200, fd00:ec2::/32,
+// fd20:ce::254, ...), for deployments whose upstreams are internal.
 // Default false.
 func WithAllowPrivate(on bool) Option {
 	return func(o *options) { o.allowPrivate = on }

@@ -63,7 +63,7 @@ func New(opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	o.defaultTimeout = min(o.defaultTimeout, o.maxTimeout)
+	o.resolve()
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
@@ -78,6 +78,7 @@ func New(opts ...Option) *Server {
 		egress.AllowPorts(o.allowPorts...),
 		egress.AllowHosts(o.allowHosts...),
 		egress.DenyHosts(o.denyHosts...),
+		egress.Named(egressNames),
 	)
 	if policy.PrivateAllowed() {
 		o.logger.Warn("egress policy opens the private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): callers can reach internal services")

@@ -126,16 +126,6 @@ func (p portList) Set(s string) error {
 	return nil
 }
 
-// isList reports whether a flag adds up its values, from the command line
-// and the environment both.
-func isList(v flag.Value) bool {
-	switch v.(type) {
-	case cidrList, hostList, portList:
-		return true
-	}
-	return false
-}
-
 // envName is the environment fallback of a flag: FETCHD_ and its name in
 // upper case with dashes as underscores.
 func envName(flagName string) string {
@@ -148,10 +138,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.listen, "listen", "localhost:50051", "`address` to serve gRPC on")
 	fs.IntVar(&cfg.concurrency, "concurrency", server.DefaultConcurrency, "most fetches in flight at once, across all streams (the worker pool)")
-	fs.IntVar(&cfg.streamWindow, "stream-window", server.DefaultStreamWindow, "most jobs one stream may have in flight plus results waiting to be sent")
-	fs.Var(cidrList{&cfg.allowCIDRs}, "allow-cidr", "open a `CIDR` range the egress policy denies by default, e.g. 127.0.0.0/8 (repeatable, or comma-separated)")
+	fs.IntVar(&cfg.streamWindow, "stream-window", 0, fmt.Sprintf("most jobs one stream may have in flight plus results waiting to be sent; below -concurrency, one stream cannot use the whole pool (0: 2 x -concurrency, at least %d)", server.DefaultStreamWindow))
+	fs.Var(cidrList{&cfg.allowCIDRs}, "allow-cidr", "open a `CIDR` range the egress policy denies by default, e.g. 127.0.0.0/8 (repeatable, or comma-separated). A cloud metadata address opens only to itself, e.g. 168.63.129.16/32, never to a wider range")
 	fs.Var(cidrList{&cfg.denyCIDRs}, "deny-cidr", "refuse a `CIDR` range even if public or allowed (repeatable, or comma-separated)")
-	fs.BoolVar(&cfg.allowPrivate, "allow-private", false, "open the private ranges 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 (not loopback, link-local or cloud metadata): only for internal deployments")
+	fs.BoolVar(&cfg.allowPrivate, "allow-private", false, "open the private ranges 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 (not loopback, link-local or the cloud metadata addresses inside them, such as 100.100.100.200 and fd00:ec2::/32): only for internal deployments")
 	fs.Var(portList{&cfg.allowPorts}, "allow-port", "refuse every destination `port` but these (repeatable, or comma-separated; default: all)")
 	fs.Var(hostList{&cfg.allowHosts}, "allow-host", "refuse every host name but these `patterns`: example.com, *.example.com (repeatable, or comma-separated; default: all)")
 	fs.Var(hostList{&cfg.denyHosts}, "deny-host", "refuse host names matching these `patterns`, even if allowed (repeatable, or comma-separated)")
@@ -166,7 +156,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 16<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request)")
 	fs.UintVar(&cfg.maxConcurrentStreams, "max-concurrent-streams", 1000, "most concurrent gRPC streams per client connection")
 	fs.StringVar(&cfg.userAgent, "user-agent", server.DefaultUserAgent, "User-Agent sent with jobs that set none")
-	fs.IntVar(&cfg.streamQueue, "stream-queue", server.DefaultStreamQueue, "most jobs one stream may have read and not yet started (waiting for a busy or rate-limited host)")
+	fs.IntVar(&cfg.streamQueue, "stream-queue", 0, fmt.Sprintf("most jobs one stream may have read and not yet started (waiting for a busy or rate-limited host) (0: 16 x -stream-window, at least %d)", server.DefaultStreamQueue))
 	fs.IntVar(&cfg.hostConcurrency, "host-concurrency", server.DefaultHostConcurrency, "most fetches in flight to one host, across all streams (0: no cap)")
 	fs.Float64Var(&cfg.hostRate, "host-rate", 0, "most requests per second to one host, across all streams (0: no limit)")
 	fs.BoolVar(&cfg.dedup, "dedup", true, "identical GET/HEAD jobs in flight at the same time share one fetch")
@@ -188,7 +178,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: fetchd [flags]\n\nfetchd serves fetch.v1.FetchService over gRPC: it fetches URLs for its callers.\nEvery flag may also be set by the environment variable shown; a flag on the\ncommand line wins over its variable (for -allow-cidr, both add up).\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: fetchd [flags]\n\nfetchd serves fetch.v1.FetchService over gRPC: it fetches URLs for its callers.\nEvery flag may also be set by the environment variable shown; a flag on the\ncommand line replaces its variable, list flags included (repeats of a list\nflag on the command line add up).\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			name, usage := flag.UnquoteUsage(f)
 			fmt.Fprintf(fs.Output(), "  -%s %s\n    \t%s (env %s", f.Name, name, usage, envName(f.Name))
@@ -201,13 +191,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	// Environment fallbacks for the flags not on the command line (list
-	// flags take both).
+	// Environment fallbacks for the flags not on the command line. A flag
+	// given on the command line replaces its variable, list flags too:
+	// adding the two up would widen an allow list the operator narrowed.
+	// Repeats of a list flag on the command line add up among themselves.
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if onCommandLine[f.Name] && !isList(f.Value) {
+		if onCommandLine[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
@@ -225,8 +217,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	switch {
 	case cfg.concurrency < 1:
 		return nil, fmt.Errorf("-concurrency %d: must be at least 1", cfg.concurrency)
-	case cfg.streamWindow < 1:
-		return nil, fmt.Errorf("-stream-window %d: must be at least 1", cfg.streamWindow)
+	case cfg.streamWindow < 0:
+		return nil, fmt.Errorf("-stream-window %d: must not be negative (0: derived from -concurrency)", cfg.streamWindow)
 	case cfg.maxBodyBytes < 1:
 		return nil, fmt.Errorf("-max-body-bytes %d: must be at least 1", cfg.maxBodyBytes)
 	case cfg.defaultTimeout <= 0 || cfg.maxTimeout <= 0:
@@ -239,8 +231,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-drain-timeout %v: must not be negative", cfg.drainTimeout)
 	case cfg.idleReadTimeout < 0:
 		return nil, fmt.Errorf("-idle-read-timeout %v: must not be negative", cfg.idleReadTimeout)
-	case cfg.streamQueue < 1:
-		return nil, fmt.Errorf("-stream-queue %d: must be at least 1", cfg.streamQueue)
+	case cfg.streamQueue < 0:
+		return nil, fmt.Errorf("-stream-queue %d: must not be negative (0: derived from -stream-window)", cfg.streamQueue)
 	case cfg.hostConcurrency < 0 || cfg.hostRate < 0:
 		return nil, fmt.Errorf("-host-concurrency and -host-rate must not be negative")
 	case cfg.retryAttempts < 1 || cfg.maxRetryAttempts < cfg.retryAttempts:

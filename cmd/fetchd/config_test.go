@@ -16,7 +16,7 @@ import (
 )
 
 // TestFlagBeatsEnv checks that a flag on the command line is used, and a
-// bad environment value for that flag ignored, while list flags add up.
+// bad environment value for that flag ignored, list flags included.
 func TestFlagBeatsEnv(t *testing.T) {
 	env := map[string]string{
 		"FETCHD_CONCURRENCY": "abc",
@@ -30,8 +30,8 @@ func TestFlagBeatsEnv(t *testing.T) {
 	if cfg.concurrency != 7 {
 		t.Errorf("concurrency = %d, want 7", cfg.concurrency)
 	}
-	if got := (cidrList{&cfg.allowCIDRs}).String(); got != "127.0.0.0/8,10.0.0.0/8" {
-		t.Errorf("allow-cidr = %q, want flag then env", got)
+	if got := (cidrList{&cfg.allowCIDRs}).String(); got != "127.0.0.0/8" {
+		t.Errorf("allow-cidr = %q, want the flag's value alone", got)
 	}
 	if _, err := parseConfig([]string{"-h"}, getenv, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("parseConfig(-h) with a bad env value = %v, want flag.ErrHelp", err)
@@ -83,6 +83,36 @@ func TestEgressFlags(t *testing.T) {
 		}
 		if err == nil {
 			t.Errorf("fetchd %v: no error, want one", args)
+		}
+	}
+}
+
+// TestStreamWindowFollowsConcurrency checks that -stream-window and
+// -stream-queue default to 0, derived from -concurrency by the server, and
+// that -h says how.
+func TestStreamWindowFollowsConcurrency(t *testing.T) {
+	var help strings.Builder
+	if _, err := parseConfig([]string{"-h"}, env(nil), &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseConfig(-h) = %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{
+		"(0: 2 x -concurrency, at least 512",
+		"(0: 16 x -stream-window, at least 8192",
+	} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("fetchd -h does not say %q:\n%s", want, help.String())
+		}
+	}
+	cfg, err := parseConfig([]string{"-concurrency", "1000"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatalf("parseConfig(-concurrency 1000) = %v", err)
+	}
+	if cfg.streamWindow != 0 || cfg.streamQueue != 0 {
+		t.Errorf("parseConfig(-concurrency 1000): -stream-window %d, -stream-queue %d; want 0 and 0 (derived)", cfg.streamWindow, cfg.streamQueue)
+	}
+	for _, args := range [][]string{{"-stream-window", "-1"}, {"-stream-queue", "-1"}} {
+		if _, err := parseConfig(args, env(nil), io.Discard); err == nil {
+			t.Errorf("parseConfig(%q) = nil, want an error", args)
 		}
 	}
 }

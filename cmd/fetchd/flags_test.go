@@ -78,7 +78,7 @@ func TestBadConfig(t *testing.T) {
 	}{
 		{"zero concurrency", nil, []string{"-concurrency", "0"}, "fetchd: -concurrency 0: must be at least 1"},
 		{"env concurrency not a number", []string{"FETCHD_CONCURRENCY=abc"}, nil, `fetchd: FETCHD_CONCURRENCY="abc": `},
-		{"negative stream window", nil, []string{"-stream-window", "-1"}, "-stream-window -1: must be at least 1"},
+		{"negative stream window", nil, []string{"-stream-window", "-1"}, "-stream-window -1: must not be negative"},
 		{"zero body cap", nil, []string{"-max-body-bytes", "0"}, "-max-body-bytes 0: must be at least 1"},
 		{"default over max timeout", nil, []string{"-default-timeout", "10m"}, "-default-timeout 10m0s is over -max-timeout 5m0s"},
 		{"zero default timeout", nil, []string{"-default-timeout", "0"}, "must be positive"},
@@ -115,8 +115,8 @@ func TestBadConfig(t *testing.T) {
 }
 
 // TestEnv checks the environment fallbacks of the binary: a variable sets
-// its flag's value, and a flag on the command line wins (except for
-// -allow-cidr, where both add up).
+// its flag's value, and a flag on the command line wins, list flags such as
+// -allow-cidr included.
 func TestEnv(t *testing.T) {
 	up := testupstream.New(t)
 	tests := []struct {
@@ -130,8 +130,8 @@ func TestEnv(t *testing.T) {
 	}{
 		{name: "allow-cidr", env: []string{"FETCHD_ALLOW_CIDR=127.0.0.0/8"}, wantLog: "allow_cidr=127.0.0.0/8", wantStatus: 200},
 		{name: "allow-cidr other range", env: []string{"FETCHD_ALLOW_CIDR=10.0.0.0/8"}, wantLog: "allow_cidr=10.0.0.0/8", wantCode: fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
-		{name: "allow-cidr adds up", env: []string{"FETCHD_ALLOW_CIDR=10.0.0.0/8"}, args: []string{"-allow-cidr", "127.0.0.1"},
-			wantLog: "allow_cidr=127.0.0.1/32,10.0.0.0/8", wantStatus: 200},
+		{name: "allow-cidr flag replaces env", env: []string{"FETCHD_ALLOW_CIDR=10.0.0.0/8"}, args: []string{"-allow-cidr", "127.0.0.1"},
+			wantLog: "allow_cidr=127.0.0.1/32\n", wantStatus: 200},
 		{name: "concurrency", env: []string{"FETCHD_CONCURRENCY=7"}, wantLog: "concurrency=7 "},
 		{name: "flag wins", env: []string{"FETCHD_CONCURRENCY=7"}, args: []string{"-concurrency", "3"}, wantLog: "concurrency=3 "},
 		{name: "listen flag wins", env: []string{"FETCHD_LISTEN=256.0.0.0:1"}, wantLog: "addr=127.0.0.1:"},

@@ -167,8 +167,8 @@ func TestRunConfigErrors(t *testing.T) {
 	}
 }
 
-// TestRunAllowCIDR checks -allow-cidr and its fallback FETCHD_ALLOW_CIDR,
-// which add up.
+// TestRunAllowCIDR checks -allow-cidr and its fallback FETCHD_ALLOW_CIDR:
+// the flag, when given, replaces the variable.
 func TestRunAllowCIDR(t *testing.T) {
 	up := testupstream.New(t)
 	tests := []struct {
@@ -184,9 +184,9 @@ func TestRunAllowCIDR(t *testing.T) {
 		{name: "env other range", env: map[string]string{"FETCHD_ALLOW_CIDR": "10.0.0.0/8"}, wantCIDRs: "10.0.0.0/8", wantCode: fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
 		{name: "flag", args: []string{"-allow-cidr", "127.0.0.0/8"}, wantCIDRs: "127.0.0.0/8"},
 		{name: "env and flag", env: map[string]string{"FETCHD_ALLOW_CIDR": "127.0.0.0/8"}, args: []string{"-allow-cidr", "10.0.0.0/8"},
-			wantCIDRs: "10.0.0.0/8,127.0.0.0/8"},
+			wantCIDRs: "10.0.0.0/8", wantCode: fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
 		{name: "flag and env", env: map[string]string{"FETCHD_ALLOW_CIDR": "10.0.0.0/8"}, args: []string{"-allow-cidr", "127.0.0.0/8"},
-			wantCIDRs: "127.0.0.0/8,10.0.0.0/8"},
+			wantCIDRs: "127.0.0.0/8"},
 		{name: "unrelated env", env: map[string]string{"ALLOW_CIDR": "127.0.0.0/8", "FETCHD_ALLOW_CIDRS": "127.0.0.0/8"},
 			wantCIDRs: `""`, wantCode: fetchv1.ErrorCode_ERROR_CODE_BLOCKED},
 	}

@@ -9,6 +9,18 @@
 // (and only those) with [AllowPrivate], and refuse more with [DenyCIDRs],
 // which beats both. [AllowPorts] restricts the ports.
 //
+// The clouds' metadata and instance-service addresses (169.254.169.254,
+// Azure's public 168.63.129.16, Alibaba's 100.100.100.200 in CGNAT, AWS's
+// fd00:ec2::/32 and GCP's fd20:ce::254 in fc00::/7, and the others) are
+// refused by default, and stay refused under [AllowPrivate] and under any
+// [AllowCIDRs] range wider than the address: only an allowed range inside
+// one, such as 168.63.129.16/32, opens it.
+//
+// A refusal is a [*BlockedError] whose Reason names the range and what it
+// is ("::1/128 (loopback)"). Its Remedy names what would open it, in the
+// words the operator knows (flags, say), given with [Named]; the package
+// itself has no names for them.
+//
 // The address check belongs at dial time, after DNS and before connect:
 // install [Policy.Control] as a [net.Dialer]'s ControlContext. Checking the
 // resolved address rather than the URL defeats DNS rebinding, alternative

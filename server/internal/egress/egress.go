@@ -2,111 +2,11 @@ package egress
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 	"syscall"
 )
-
-// ErrBlocked is matched, through [errors.Is], by every error the policy
-// returns for a refused destination: address, port or host name.
-var ErrBlocked = errors.New("egress: destination blocked by policy")
-
-// BlockedError reports a refused destination: an address, a port, or a host
-// name refused by [Policy.CheckHost] before resolution.
-type BlockedError struct {
-	Addr   netip.Addr // the address that was refused; invalid if none was involved
-	Host   string     // the host name refused by [Policy.CheckHost]; "" for address and port checks
-	Port   uint16     // the port, when the port was refused; 0 otherwise
-	Reason string     // why, such as "loopback 127.0.0.0/8" or "port 22 not allowed"
-
-	byHost bool // refused by CheckHost, even if Host is empty
-}
-
-func (e *BlockedError) Error() string {
-	var dest string
-	switch {
-	case e.Host != "" || e.byHost:
-		dest = "host " + strconv.Quote(e.Host)
-	case e.Port != 0 && e.Addr.IsValid():
-		dest = netip.AddrPortFrom(e.Addr, e.Port).String()
-	case e.Port != 0:
-		dest = "port " + strconv.Itoa(int(e.Port))
-	default:
-		dest = e.Addr.String()
-	}
-	return fmt.Sprintf("egress: %s is blocked by policy (%s)", dest, e.Reason)
-}
-
-// Is reports whether target is [ErrBlocked].
-func (e *BlockedError) Is(target error) bool { return target == ErrBlocked }
-
-type deniedRange struct {
-	prefix netip.Prefix
-	reason string
-}
-
-// deniedV4 and deniedV6 are the special-purpose ranges refused by default;
-// see the IANA IPv4 and IPv6 special-purpose address registries.
-var (
-	deniedV4 = mustRanges(
-		"0.0.0.0/8 this network",
-		"10.0.0.0/8 private",
-		"100.64.0.0/10 CGNAT shared address space",
-		"127.0.0.0/8 loopback",
-		"169.254.0.0/16 link-local",
-		"172.16.0.0/12 private",
-		"192.0.0.0/24 IETF protocol assignments",
-		"192.0.2.0/24 documentation (TEST-NET-1)",
-		"192.88.99.0/24 6to4 relay anycast",
-		"192.168.0.0/16 private",
-		"198.18.0.0/15 benchmarking",
-		"198.51.100.0/24 documentation (TEST-NET-2)",
-		"203.0.113.0/24 documentation (TEST-NET-3)",
-		"224.0.0.0/4 multicast",
-		"240.0.0.0/4 reserved",
-		"255.255.255.255/32 limited broadcast",
-	)
-	// Every IPv6 address outside global unicast 2000::/3 is refused first
-	// (::, ::1, fc00::/7, fe80::/10, ff00::/8, 64:ff9b::/96 and the rest);
-	// these are the special ranges inside 2000::/3.
-	globalUnicastV6 = netip.MustParsePrefix("2000::/3")
-	deniedV6        = mustRanges(
-		"2001::/23 IETF protocol assignments",
-		"2001:db8::/32 documentation",
-		"2002::/16 6to4",
-		"3fff::/20 documentation",
-	)
-)
-
-// privateRanges are the ranges [AllowPrivate] opens: RFC 1918, CGNAT and
-// IPv6 unique local addresses. Loopback, link-local and the rest stay shut.
-var privateRanges = []netip.Prefix{
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("fc00::/7"),
-}
-
-// privateMetadata are cloud metadata endpoints inside privateRanges: they
-// stay refused under [AllowPrivate] (only [AllowCIDRs] opens them). The
-// others, 169.254.169.254 among them, are link-local and never private.
-var privateMetadata = mustRanges(
-	"fd00:ec2::254/128 cloud metadata (AWS IPv6)",
-	"100.100.100.200/32 cloud metadata (Alibaba Cloud)",
-)
-
-func mustRanges(specs ...string) []deniedRange {
-	out := make([]deniedRange, 0, len(specs))
-	for _, s := range specs {
-		cidr, reason, _ := strings.Cut(s, " ")
-		out = append(out, deniedRange{prefix: netip.MustParsePrefix(cidr), reason: reason + " " + cidr})
-	}
-	return out
-}
 
 // Policy decides which destinations may be dialled: addresses and ports at
 // dial time ([Policy.Control]), host names before resolution
@@ -120,6 +20,7 @@ type Policy struct {
 	ports        map[uint16]bool // the only ports allowed; nil allows every port
 	allowHosts   hostSet
 	denyHosts    hostSet
+	names        Names // for the Remedy of a BlockedError
 }
 
 // Option configures a [Policy].
@@ -135,8 +36,10 @@ func inIPv4Form(pfx netip.Prefix) netip.Prefix {
 }
 
 // AllowCIDRs opens the given ranges, overriding the default deny list. An
-// IPv4 range also opens the IPv4-mapped IPv6 forms of its addresses. Calls
-// accumulate. Default: none.
+// IPv4 range also opens the IPv4-mapped IPv6 forms of its addresses. A
+// cloud metadata address opens only to a range inside its own entry (the
+// address itself, say 168.63.129.16/32), never to a wider one such as
+// 169.254.0.0/16 or 0.0.0.0/0. Calls accumulate. Default: none.
 func AllowCIDRs(prefixes ...netip.Prefix) Option {
 	return func(p *Policy) {
 		for _, pfx := range prefixes {
@@ -159,11 +62,11 @@ func DenyCIDRs(prefixes ...netip.Prefix) Option {
 
 // AllowPrivate, when on, opens the private ranges: 10.0.0.0/8,
 // 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 (CGNAT) and fc00::/7 (IPv6
-// unique local). Loopback, link-local (the cloud metadata address),
-// multicast, NAT64, 6to4 and the other special-purpose ranges stay refused,
-// and so do the metadata endpoints inside the private ranges (AWS's
-// fd00:ec2::254, Alibaba Cloud's 100.100.100.200); [DenyCIDRs] still
-// applies. Default: off.
+// unique local). Loopback, link-local, multicast, NAT64, 6to4 and the other
+// special-purpose ranges stay refused, and so do the cloud metadata
+// addresses inside the private ranges (Alibaba Cloud's 100.100.100.200,
+// AWS's fd00:ec2::/32, GCP's fd20:ce::254 and the others);
+// [DenyCIDRs] still applies. Default: off.
 func AllowPrivate(on bool) Option {
 	return func(p *Policy) { p.allowPrivate = on }
 }
@@ -199,9 +102,10 @@ func NewPolicy(opts ...Option) *Policy {
 func (p *Policy) PrivateAllowed() bool { return p.allowPrivate }
 
 // Check returns nil if addr may be dialled, or a [*BlockedError]. The
-// operator's deny list ([DenyCIDRs]) is checked first, then the allow list
-// ([AllowCIDRs]), then the built-in deny list, which [AllowPrivate] relaxes
-// for the private ranges.
+// operator's deny list ([DenyCIDRs]) is checked first, then the cloud
+// metadata addresses, which only an allowed range inside them opens, then
+// the allow list ([AllowCIDRs]), then the built-in deny list, which
+// [AllowPrivate] relaxes for the private ranges.
 func (p *Policy) Check(addr netip.Addr) error {
 	if !addr.IsValid() {
 		return &BlockedError{Addr: addr, Reason: "invalid address"}
@@ -209,8 +113,16 @@ func (p *Policy) Check(addr netip.Addr) error {
 	addr = addr.Unmap().WithZone("")
 	for _, pfx := range p.deny {
 		if pfx.Contains(addr) {
-			return &BlockedError{Addr: addr, Reason: "operator deny list " + pfx.String()}
+			return &BlockedError{Addr: addr, Reason: pfx.String() + " (operator deny list)", Remedy: refuses(p.names.DenyCIDRs)}
 		}
+	}
+	if m, ok := find(metadataRanges, addr); ok {
+		for _, pfx := range p.allow {
+			if pfx.Contains(addr) && pfx.Bits() >= m.prefix.Bits() {
+				return nil
+			}
+		}
+		return &BlockedError{Addr: addr, Reason: m.reason, Remedy: p.names.addressRemedy(addr, true)}
 	}
 	for _, pfx := range p.allow {
 		if pfx.Contains(addr) {
@@ -218,22 +130,10 @@ func (p *Policy) Check(addr netip.Addr) error {
 		}
 	}
 	reason := deniedReason(addr)
-	if reason == "" {
+	if reason == "" || (p.allowPrivate && isPrivate(addr)) {
 		return nil
 	}
-	if p.allowPrivate {
-		for _, r := range privateMetadata {
-			if r.prefix.Contains(addr) {
-				return &BlockedError{Addr: addr, Reason: r.reason}
-			}
-		}
-		for _, pfx := range privateRanges {
-			if pfx.Contains(addr) {
-				return nil
-			}
-		}
-	}
-	return &BlockedError{Addr: addr, Reason: reason}
+	return &BlockedError{Addr: addr, Reason: reason, Remedy: p.names.addressRemedy(addr, false)}
 }
 
 // CheckPort returns nil if port may be dialled, or a [*BlockedError] when
@@ -244,29 +144,7 @@ func (p *Policy) checkPort(addr netip.Addr, port uint16) error {
 	if p.ports == nil || p.ports[port] {
 		return nil
 	}
-	return &BlockedError{Addr: addr, Port: port, Reason: fmt.Sprintf("port %d not allowed", port)}
-}
-
-// deniedReason returns why the default policy refuses addr, or "" if it
-// does not. addr must already be unmapped.
-func deniedReason(addr netip.Addr) string {
-	if addr.Is4() {
-		for _, r := range deniedV4 {
-			if r.prefix.Contains(addr) {
-				return r.reason
-			}
-		}
-		return ""
-	}
-	if !globalUnicastV6.Contains(addr) {
-		return "IPv6 outside global unicast 2000::/3"
-	}
-	for _, r := range deniedV6 {
-		if r.prefix.Contains(addr) {
-			return r.reason
-		}
-	}
-	return ""
+	return &BlockedError{Addr: addr, Port: port, Reason: fmt.Sprintf("port %d not allowed", port), Remedy: opens(p.names.AllowPorts)}
 }
 
 // CheckAddress checks a "host:port" address as a dialer sees it, after name

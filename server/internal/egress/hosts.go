@@ -116,11 +116,11 @@ func (p *Policy) CheckHost(host string) error {
 		return &BlockedError{Host: host, Reason: err.Error(), byHost: true}
 	}
 	if pat, ok := p.denyHosts.match(name, addr); ok {
-		return &BlockedError{Addr: addr, Host: name, Reason: "host deny list " + pat}
+		return &BlockedError{Addr: addr, Host: name, Reason: "host deny list " + pat, Remedy: refuses(p.names.DenyHosts)}
 	}
 	if !p.allowHosts.empty() {
 		if _, ok := p.allowHosts.match(name, addr); !ok {
-			return &BlockedError{Addr: addr, Host: name, Reason: "not on the host allow list"}
+			return &BlockedError{Addr: addr, Host: name, Reason: "not on the host allow list", Remedy: opens(p.names.AllowHosts)}
 		}
 	}
 	return nil

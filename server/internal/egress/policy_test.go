@@ -92,27 +92,27 @@ func TestAllowPrivate(t *testing.T) {
 		{"192.168.1.1", true, "192.168.0.0/16"},
 		{"100.64.0.1", true, "100.64.0.0/10"},
 		{"100.127.255.255", true, "100.64.0.0/10"},
-		{"fd00::1", true, "2000::/3"},
-		{"fc00::1", true, "2000::/3"},
+		{"fd00::1", true, "fc00::/7 (unique local, private)"},
+		{"fc00::1", true, "fc00::/7 (unique local, private)"},
 		{"::ffff:10.1.2.3", true, "10.0.0.0/8"},
 		{"127.0.0.1", false, "127.0.0.0/8"},
-		{"169.254.169.254", false, "169.254.0.0/16"},
-		{"::1", false, "2000::/3"},
-		{"fe80::1", false, "2000::/3"},
-		{"fe80::1%eth0", false, "2000::/3"},
+		{"169.254.169.254", false, "169.254.169.254/32 (cloud metadata"},
+		{"::1", false, "::1/128 (loopback)"},
+		{"fe80::1", false, "fe80::/10 (link-local)"},
+		{"fe80::1%eth0", false, "fe80::/10 (link-local)"},
 		{"224.0.0.1", false, "224.0.0.0/4"},
 		{"0.0.0.0", false, "0.0.0.0/8"},
 		{"255.255.255.255", false, "240.0.0.0/4"},
 		{"192.0.2.1", false, "192.0.2.0/24"},
 		{"198.18.0.1", false, "198.18.0.0/15"},
 		{"240.0.0.1", false, "240.0.0.0/4"},
-		{"fec0::1", false, "2000::/3"},
-		{"ff02::1", false, "2000::/3"},
-		{"fd00:ec2::254", false, "2000::/3"},        // AWS IPv6 metadata, inside fc00::/7
-		{"100.100.100.200", false, "100.64.0.0/10"}, // Alibaba Cloud metadata, inside CGNAT
+		{"fec0::1", false, "fec0::/10 (site-local"},
+		{"ff02::1", false, "ff00::/8 (multicast)"},
+		{"fd00:ec2::254", false, "cloud metadata"},   // AWS IPv6 metadata, inside fc00::/7
+		{"100.100.100.200", false, "cloud metadata"}, // Alibaba Cloud metadata, inside CGNAT
 		{"100.100.100.201", true, "100.64.0.0/10"},
-		{"64:ff9b::a01:203", false, "2000::/3"}, // NAT64 of 10.1.2.3
-		{"2002:a01:203::", false, "2002::/16"},  // 6to4 of 10.1.2.3
+		{"64:ff9b::a01:203", false, "64:ff9b::/96 (NAT64)"}, // NAT64 of 10.1.2.3
+		{"2002:a01:203::", false, "2002::/16"},              // 6to4 of 10.1.2.3
 	}
 	on := egress.NewPolicy(egress.AllowPrivate(true))
 	off := egress.NewPolicy()
@@ -197,7 +197,7 @@ func TestAllowPorts(t *testing.T) {
 			}
 			var be *egress.BlockedError
 			if err != nil && (!errors.As(err, &be) || be.Port != tt.port || be.Addr.IsValid() ||
-				err.Error() != "egress: port "+strconv.Itoa(int(tt.port))+" is blocked by policy (port "+strconv.Itoa(int(tt.port))+" not allowed)") {
+				err.Error() != "egress: port "+strconv.Itoa(int(tt.port))+" is blocked by policy: port "+strconv.Itoa(int(tt.port))+" not allowed") {
 				t.Errorf("CheckPort(%d) = %v, want a *BlockedError naming the port only", tt.port, err)
 			}
 		}
