@@ -240,8 +240,9 @@ const notes = `
 ## How to read it
 
 - **fetchd** runs are the fetchd binary, started afresh for each row with ` + "`-concurrency`" + ` set to the row's conc,
-  ` + "`-host-concurrency 0 -dedup=false -retry-attempts 1`" + ` and a stream window of 4× conc, fed through the client
-  package over one gRPC stream from the fetchbench process. **base** is the in-process baseline: an errgroup
+  ` + "`-host-concurrency 0 -dedup=false -retry-attempts 1`" + ` (one upstream host; every job distinct; no retries) and
+  fetchd's default stream window and queue (2× and 32× conc, at least 512 and 8192), fed through the client
+  package (window 4× conc) over one gRPC stream from the fetchbench process. **base** is the in-process baseline: an errgroup
   limited to conc goroutines sharing one http.Client (idle pool of conc connections), reading every body.
   Both fetch the same URLs from the same upstream, which runs in its own process. Before its measured runs
   each side is warmed up with conc jobs of 200 ms, which open conc connections to the upstream, so that no

@@ -235,13 +235,14 @@ func (b *bench) warmLoad(conc int) load {
 // withFetchd starts fetchd with a pool of conc, connects a client, warms
 // them up, runs fn and stops fetchd.
 func (b *bench) withFetchd(ctx context.Context, conc int, fn func(*client.Client, *process) error) error {
+	// fetchd's stream window and queue are its defaults, derived from the
+	// concurrency; the client's window is wider, so that fetchd's bounds
+	// are the ones measured.
 	window := 4 * conc
 	fd, err := startProcess(ctx, "fetchd", b.fetchd, []string{
 		"-listen", "127.0.0.1:0",
 		"-allow-cidr", "127.0.0.0/8",
 		"-concurrency", strconv.Itoa(conc),
-		"-stream-window", strconv.Itoa(window),
-		"-stream-queue", strconv.Itoa(max(window, 8192)),
 		"-host-concurrency", "0",
 		"-dedup=false",
 		"-retry-attempts", "1",
