@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +139,40 @@ func TestUploadCanceled(t *testing.T) {
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("RoundTrip(POST %q) stuck in its upload = %v, want %v", rs.URL, err, context.DeadlineExceeded)
+	}
+}
+
+// TestShortRequestBody checks that a request body that ends before its
+// ContentLength fails the request with the body's error at once, however
+// large: the upstream, still waiting for the rest, never answers.
+func TestShortRequestBody(t *testing.T) {
+	tests := []struct {
+		name      string
+		sent, cl  int // bytes the body has, and its ContentLength
+		wantInErr string
+	}{
+		{"small", 10, 100, "request body: 10 of 100 bytes"},
+		{"large", 1 << 20, 8 << 20, "request body: 1048576 of 8388608 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := startRaw(t, func(rc *rawConn) {
+				io.Copy(io.Discard, rc) // reads what comes, never answers
+			})
+			tr := newTransport(t, &h1.Transport{})
+			req := newRequest(t, backstop(t), http.MethodPost, rs.URL, nil)
+			rec := &closeRecorder{Reader: bytes.NewReader(make([]byte, tt.sent))}
+			req.Body, req.ContentLength = rec, int64(tt.cl)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if !errors.Is(err, io.EOF) || !strings.Contains(err.Error(), tt.wantInErr) {
+				t.Errorf("RoundTrip(POST %q, %d of %d bytes) = %v, want an error wrapping io.EOF with %q", rs.URL, tt.sent, tt.cl, err, tt.wantInErr)
+			}
+			if !rec.closed.Load() {
+				t.Errorf("RoundTrip(POST %q) left the request body open, want it closed", rs.URL)
+			}
+		})
 	}
 }
