@@ -25,5 +25,6 @@
 // with its headers; a gzip body whose framing is complete but whose gzip is
 // broken or ends early is ERROR_CODE_BAD_RESPONSE, one the connection cuts
 // short is ERROR_CODE_CONNECTION_FAILURE; an upstream that answers a large
-// upload early and closes (401, 413) gives that answer, not the reset.
+// upload early (401, 413) gives that answer at once, not the reset if it
+// closes, nor the job timeout if it neither closes nor reads on.
 package fetcher

@@ -41,33 +41,49 @@ func forEachEngine(t *testing.T, test func(t *testing.T, engine Engine)) {
 }
 
 // TestFetchEarlyResponse: an upstream that answers before it has read the
-// request body, and closes, is heard: its answer is the result, not the
-// broken pipe or reset the rest of the body meets.
+// request body is heard at once, whether it closes (its answer is the
+// result, not the broken pipe or reset the rest of the body meets) or keeps
+// the connection open without reading on (the answer is the result, not
+// the job timeout the stalled upload would meet). The fetch runs under a
+// context of 5 s, half the job's timeout (10 s, testLimits): a result of 401
+// means it came well before the job timed out.
 func TestFetchEarlyResponse(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		body int // request body bytes
+		body int  // request body bytes
+		hold bool // keep the connection open, unread, after answering; else close it
 	}{
-		{"8 MiB body", 8 << 20},
-		{"64 KiB body", 64 << 10},
+		{"8 MiB body, closed", 8 << 20, false},
+		{"64 KiB body, closed", 64 << 10, false},
+		{"8 MiB body, kept open unread", 8 << 20, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			forEachEngine(t, func(t *testing.T, engine Engine) {
+				done := make(chan struct{})
 				url := rawURL(t, func(c net.Conn) {
 					c.SetReadDeadline(time.Now().Add(10 * time.Second))
 					if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+						return
+					}
+					if tt.hold {
+						// Headers read, body not: answer, and read no more.
+						io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 12\r\n\r\nunauthorized")
+						<-done
 						return
 					}
 					// Headers read, body not: answer and close, which resets
 					// the connection under the body still on its way.
 					io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 12\r\n\r\nunauthorized")
 				})
+				t.Cleanup(func() { close(done) }) // before the upstream's cleanup, which waits for its handler
 				f := newFetcher(t, loopbackWith(Config{Engine: engine}))
 				req := &fetchv1.FetchRequest{Url: url, Method: "POST", Body: bytes.Repeat([]byte("b"), tt.body)}
-				resp := doFetch(testCtx(t), t, f, req, testLimits)
+				ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Second)
+				defer cancel()
+				resp := doFetch(ctx, t, f, req, testLimits)
 				wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 				if resp.GetStatusCode() != http.StatusUnauthorized || string(resp.GetBody()) != "unauthorized" {
 					t.Errorf("Fetch(POST %q) = %d %q, want 401 %q", url, resp.GetStatusCode(), resp.GetBody(), "unauthorized")

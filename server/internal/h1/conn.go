@@ -55,6 +55,11 @@ type connReader struct {
 	aborted   atomic.Bool   // the request's context ended; set by its AfterFunc
 	exceeded  bool          // the head cap was met
 	capOfHead int64         // the cap, for the error
+
+	// While the request body is written beside the read (upload.go):
+	wdone     <-chan error  // the upload's result, until received; nil when none runs
+	werr      error         // the upload's result, once received
+	headAfter time.Duration // ResponseHeaderTimeout, to start when the upload ends
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
@@ -65,6 +70,16 @@ func (r *connReader) Read(p []byte) (int, error) {
 		}
 		if int64(len(p)) > r.limit {
 			p = p[:r.limit]
+		}
+	}
+	if r.wdone != nil {
+		n, ended, err := r.readUploading(p)
+		if !ended {
+			return r.count(n, err)
+		}
+		if err != nil {
+			r.err = err
+			return 0, err
 		}
 	}
 	if r.idle > 0 || !r.head.IsZero() {
@@ -83,7 +98,12 @@ func (r *connReader) Read(p []byte) (int, error) {
 			return 0, errAborted
 		}
 	}
-	n, err := r.nc.Read(p)
+	return r.count(r.nc.Read(p))
+}
+
+// count accounts for a read of n bytes on the connection, and tells its
+// deadline errors apart.
+func (r *connReader) count(n int, err error) (int, error) {
 	if err != nil {
 		r.err = err
 	}
@@ -107,7 +127,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 // roundTrip writes req and reads the response head. On error the
 // connection is closed; on success the response body owns it.
 func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
-	c.r.n, c.r.err = 0, nil
+	c.r.n, c.r.err, c.r.werr = 0, nil, nil
 	c.r.aborted.Store(false)
 	c.r.idle = 0
 	if d := c.t.IdleReadTimeout; d > 0 {
@@ -156,7 +176,9 @@ func (c *conn) wrapErr(ctx context.Context, err error) error {
 	return err
 }
 
-// exchange writes req and reads the final response head, skipping 1xx.
+// exchange writes req and reads the final response head, skipping 1xx. A
+// request that fits in the write buffer goes out in one write before the
+// read; a larger one is written by [conn.exchangeUploading] beside it.
 //
 // An upstream may answer before it has read the whole request body (a 401
 // or 413 to a large upload) and close the connection: the rest of the body
@@ -166,7 +188,11 @@ func (c *conn) wrapErr(ctx context.Context, err error) error {
 // is dead: reading from it cannot block. If no answer is there, the write
 // error is returned.
 func (c *conn) exchange(req *http.Request, compress bool) (*http.Response, error) {
-	if err := writeRequest(c.bw, req, compress); err != nil {
+	writeHead(c.bw, req, compress)
+	if hasBody(req) && req.ContentLength > int64(c.bw.Available()) {
+		return c.exchangeUploading(req)
+	}
+	if err := writeBody(c.bw, req); err != nil {
 		werr := fmt.Errorf("write request: %w", err)
 		if c.r.aborted.Load() || !(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
 			return nil, werr
@@ -186,10 +212,15 @@ func (c *conn) readHead(req *http.Request) (*http.Response, error) {
 	max := c.t.maxResponseHeaderBytes()
 	c.r.capOfHead = max
 	if d := c.t.ResponseHeaderTimeout; d > 0 {
-		c.r.head = time.Now().Add(d)
+		if c.r.wdone != nil {
+			c.r.headAfter = d // from the upload's end: see connReader.uploaded
+		} else {
+			c.r.head = time.Now().Add(d)
+		}
 	}
 	defer func() {
 		c.r.limit = -1
+		c.r.headAfter = 0
 		if !c.r.head.IsZero() {
 			c.r.head = time.Time{}
 			if c.r.idle == 0 {

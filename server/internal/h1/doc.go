@@ -6,8 +6,12 @@
 // request is written and the response read on the caller's goroutine, over
 // a connection the caller owns until the body is read or closed, where
 // net/http hands every request to a read goroutine and a write goroutine per
-// connection. The wire codecs are the standard library's: the response head
-// and body framing (Content-Length, chunked, read to close) come from
+// connection. Only a request body too large to go out with its head in one
+// write (more than the 4 KiB write buffer holds) is written on a goroutine
+// of its own, which the round trip starts and waits for before it returns,
+// while the caller's goroutine reads the response head. The wire codecs
+// are the standard library's: the response head and body framing
+// (Content-Length, chunked, read to close) come from
 // [net/http.ReadResponse].
 //
 // What it does:
@@ -24,9 +28,15 @@
 //     or two Content-Encoding fields are returned as received, headers
 //     kept, where net/http would take one layer off two fields;
 //   - a request body the upstream stops reading, because it answered early
-//     (a 401 or 413 to a large upload) and closed, does not hide that
-//     answer: after a reset or broken pipe while writing, the answer
-//     already received is read and returned;
+//     (a 401 or 413 to a large upload), does not hide that answer, as in
+//     net/http: if the upstream closes, the answer already received is
+//     read and returned after the reset or broken pipe of the write; if it
+//     neither closes nor reads on, the answer read beside the write ends
+//     the write (a past write deadline) and is returned at once, instead of
+//     the write waiting on flow control until the context ends, and the
+//     connection, its request cut short, is not reused.
+//     ResponseHeaderTimeout and IdleReadTimeout start once the body is
+//     written, as for a small one;
 //   - a response that breaks HTTP (a head that does not parse or is over
 //     the cap, too many 1xx, an unsolicited 101, framing or gzip that does
 //     not parse) fails with an error wrapping [ErrBadResponse]; a failed

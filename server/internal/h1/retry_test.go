@@ -99,8 +99,11 @@ func (h *hangUpOnSecond) serve(rc *rawConn) {
 // TestRetry checks which requests are sent again when the upstream hangs
 // up on a reused connection before answering: replayable ones (GET,
 // OPTIONS, or with an idempotency key and a body that can be had again),
-// once, on a new connection; others not at all.
+// once, on a new connection; others not at all. A body too large for one
+// write with its head (written beside the read of the answer) follows the
+// same rule.
 func TestRetry(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 64<<10) // 1 MiB
 	tests := []struct {
 		name      string
 		method    string
@@ -119,6 +122,9 @@ func TestRetry(t *testing.T) {
 		{"POST with Idempotency-Key", http.MethodPost, "Idempotency-Key", "payload", false, false, 2, 2},
 		{"POST with X-Idempotency-Key", http.MethodPost, "X-Idempotency-Key", "payload", false, false, 2, 2},
 		{"POST with Idempotency-Key, body not replayable", http.MethodPost, "Idempotency-Key", "payload", true, true, 1, 1},
+		{"POST 1 MiB", http.MethodPost, "", big, false, true, 1, 1},
+		{"POST 1 MiB with Idempotency-Key", http.MethodPost, "Idempotency-Key", big, false, false, 2, 2},
+		{"POST 1 MiB with Idempotency-Key, body not replayable", http.MethodPost, "Idempotency-Key", big, true, true, 1, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -60,10 +60,10 @@ func validateRequest(req *http.Request) error {
 
 const defaultUserAgent = "Go-http-client/1.1"
 
-// writeRequest writes req, which passed validateRequest, to w and flushes
-// it: the request line, Host, User-Agent, the caller's headers sorted by
-// name, framing, and the body.
-func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
+// writeHead writes the head of req, which passed validateRequest, to w,
+// unflushed: the request line, Host, User-Agent, the caller's headers
+// sorted by name, and framing. [writeBody] sends the rest.
+func writeHead(w *bufio.Writer, req *http.Request, gzip bool) {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -106,9 +106,8 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 		}
 	}
 
-	hasBody := req.Body != nil && req.Body != http.NoBody
 	switch {
-	case hasBody:
+	case hasBody(req):
 		w.WriteString("Content-Length: ")
 		w.WriteString(strconv.FormatInt(req.ContentLength, 10))
 		w.WriteString("\r\n")
@@ -122,7 +121,12 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 		w.WriteString("Connection: close\r\n")
 	}
 	w.WriteString("\r\n")
-	if hasBody {
+}
+
+// writeBody writes the body of req, if it has one, to w after its head,
+// closes it, and flushes w.
+func writeBody(w *bufio.Writer, req *http.Request) error {
+	if hasBody(req) {
 		n, err := io.CopyN(w, req.Body, req.ContentLength)
 		req.Body.Close()
 		if err != nil {
@@ -131,6 +135,9 @@ func writeRequest(w *bufio.Writer, req *http.Request, gzip bool) error {
 	}
 	return w.Flush()
 }
+
+// hasBody reports whether req has a body to send.
+func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
 
 // hostHeader is the Host header of req: req.Host, else its URL's host,
 // without an IPv6 zone ("[fe80::1%eth0]:80" is sent as "[fe80::1]:80"),
