@@ -147,13 +147,19 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 }
 
 // finish logs the stream's summary and returns its final status. callCtx
-// is the call's own context: when it has ended, the caller went away.
+// is the call's own context: when it has ended, the caller went away or its
+// deadline passed. The status logged, and returned for the interceptors to
+// count, is the one the caller gets.
 func (s *Server) finish(callCtx context.Context, start time.Time, sum *summary, recvErr, sendErr error, drained bool) error {
 	ctx := callCtx
 	var err error
 	switch {
+	case recvErr != nil && !isContextStatus(recvErr):
+		// gRPC refused a message (over the size limit, undecodable) and
+		// has already sent this status to the caller, ending the call.
+		err = recvErr
 	case (sendErr != nil || recvErr != nil) && ctx.Err() != nil:
-		err = status.FromContextError(ctx.Err()).Err()
+		err = callEnded(ctx)
 	case sendErr != nil:
 		err = sendErr
 	case recvErr != nil:
@@ -165,6 +171,26 @@ func (s *Server) finish(callCtx context.Context, start time.Time, sum *summary, 
 		"jobs", sum.jobs, "ok", sum.ok, "errors", sum.errors,
 		"duration", time.Since(start).Round(time.Millisecond), "status", status.Code(err).String())
 	return err
+}
+
+// isContextStatus reports whether err is the status of a call whose context
+// ended (Canceled or DeadlineExceeded), or a context error.
+func isContextStatus(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	c := status.Code(err)
+	return c == codes.Canceled || c == codes.DeadlineExceeded
+}
+
+// callEnded returns the status of a call whose context has ended: its
+// deadline passed (the caller's own timer may have reset the stream first,
+// so that ctx only says Canceled), or the caller cancelled.
+func callEnded(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	}
+	return status.FromContextError(ctx.Err()).Err()
 }
 
 // end stops the stream: no further job starts, the receiver stops
