@@ -43,8 +43,9 @@ func TestDrain(t *testing.T) {
 			ctx := testCtx(t, 20*time.Second)
 			conn := dial(t, p.addr)
 
-			// A Watch stream opened before SIGTERM sees the drain. It
-			// holds GracefulStop, so it is closed as soon as it has.
+			// A Watch stream opened before SIGTERM sees the drain (it
+			// would end by itself once the fetch streams are done; see
+			// TestDrainEndsHealthWatch).
 			watchCtx, stopWatch := context.WithTimeout(ctx, 5*time.Second)
 			defer stopWatch()
 			watch, err := healthpb.NewHealthClient(conn).Watch(watchCtx, &healthpb.HealthCheckRequest{})
