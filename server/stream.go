@@ -51,10 +51,15 @@ type stream struct {
 	stopRecv context.CancelFunc // ends the receiver's waits
 	read     atomic.Int64       // jobs read
 	endOnce  sync.Once
+	// holding is set while the receiver holds a workers count for the job
+	// it has just read, until that job is queued or answered. Only the
+	// receiver touches it.
+	holding bool
 
-	mu     sync.Mutex // guards closed, lanes and workers.Add
-	closed bool       // no job may start once set
-	lanes  map[string]*lane
+	mu      sync.Mutex // guards closed, noReads, lanes and workers.Add
+	closed  bool       // no job may start once set
+	noReads bool       // the stream drains: no further job may be read
+	lanes   map[string]*lane
 	// limiters keeps the per-host rate buckets of dropped lanes that are
 	// not yet full.
 	limiters map[string]*rate.Limiter
@@ -87,7 +92,7 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 	s.receivers.Add(1)
 	go func() {
 		defer s.receivers.Done()
-		recvDone <- st.receive(ctx, recvCtx, recv, opts)
+		recvDone <- st.receive(ctx, recvCtx, func() (*fetchv1.FetchRequest, error) { return st.readJob(recv) }, opts)
 	}()
 
 	var (
@@ -101,13 +106,16 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 		select {
 		case r, ok := <-st.results:
 			if !ok {
-				// Drained before every job read was answered: the rest were
-				// never started.
-				cut := drained && sum.jobs < int(st.read.Load())
-				if drained && (!complete || cut) {
+				// Every job read got its result, unless the stream broke.
+				answered := sum.jobs == int(st.read.Load())
+				unread := drained && !(complete && answered)
+				if unread && answered && sendErr == nil && recvErr == nil && callCtx.Err() == nil {
+					// Drained with jobs perhaps still unread, and every
+					// job read answered: those without a result were
+					// never started.
 					setTrailer(metadata.Pairs(TrailerUnstarted, "true"))
 				}
-				return s.finish(callCtx, start, &sum, recvErr, sendErr, drained && (!complete || cut))
+				return s.finish(callCtx, start, &sum, recvErr, sendErr, unread)
 			}
 			s.metrics.result(r)
 			if sendErr == nil {
@@ -133,6 +141,9 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 				continue
 			case errors.Is(err, errDraining):
 				drained = true
+				go st.drain()
+				continue
+			case errors.Is(err, errEnded):
 			case err != nil:
 				recvErr = err
 				cancel(err)
@@ -141,9 +152,56 @@ func (s *Server) serve(ctx context.Context, recv func() (*fetchv1.FetchRequest, 
 		case <-draining:
 			draining = nil
 			drained = true
-			go st.end()
+			go st.drain()
 		}
 	}
+}
+
+// readJob reads the next job with recv unless the stream drains. For a job
+// it returns, it holds a workers count until the receiver has queued or
+// answered it, so that a drain waits for it; see receive.
+func (st *stream) readJob(recv func() (*fetchv1.FetchRequest, error)) (*fetchv1.FetchRequest, error) {
+	req, err := recv()
+	if err != nil {
+		return nil, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.noReads {
+		return nil, errDraining // read after the drain began: never started
+	}
+	select {
+	case <-st.s.draining:
+		return nil, errDraining
+	default:
+	}
+	if st.closed {
+		return nil, errEnded
+	}
+	st.workers.Add(1)
+	st.holding = true
+	return req, nil
+}
+
+// release gives back the workers count readJob took for the receiver's
+// last job, once that job is queued or answered.
+func (st *stream) release() {
+	if st.holding {
+		st.holding = false
+		st.workers.Done()
+	}
+}
+
+// drain stops the stream reading jobs, waits until every job it has read is
+// answered, then ends it. Call it in its own goroutine.
+func (st *stream) drain() {
+	st.mu.Lock()
+	st.noReads = true
+	st.mu.Unlock()
+	// No job is read from here on, so workers only counts down: lanes
+	// and workers of the jobs read, and the receiver's hold on its last.
+	st.workers.Wait()
+	st.end()
 }
 
 // finish logs the stream's summary and returns its final status. callCtx
@@ -215,12 +273,16 @@ func (st *stream) end() {
 
 // receive reads jobs until recv fails, the stream ends or the server
 // drains. It returns io.EOF once every job has been read, errDraining when
-// the server drains, nil when the stream was ended by the sender. ctx is
+// the server drains, nil or errEnded when the stream was ended by the
+// sender. recv is readJob's: each job it returns holds a workers count,
+// released once the job is queued or answered. ctx is
 // the stream's context, given to workers; recvCtx also ends when the stream
 // stops, and bounds the waits of the receiver and the lanes.
 func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.FetchRequest, error), opts *fetchv1.StreamOptions) error {
 	batch := opts != nil
+	defer st.release()
 	for index := uint64(0); ; index++ {
+		st.release() // the last job read is queued or answered
 		select {
 		case <-st.s.draining:
 			return errDraining
@@ -332,6 +394,10 @@ func (st *stream) answer(resp *fetchv1.FetchResponse) bool {
 	st.results <- resp // never blocks: the job holds a window token
 	return true
 }
+
+// errEnded is what readJob returns for a job read after the stream ended
+// for another reason than a drain; receive passes it on to serve.
+var errEnded = errors.New("stream ended")
 
 // summary counts a stream's outcomes for its log line.
 type summary struct {
