@@ -117,3 +117,56 @@ func TestDrainEndsHealthWatch(t *testing.T) {
 		t.Errorf("run log lacks msg=drained or hit the drain timeout:\n%s", log)
 	}
 }
+
+// TestDrainPorts checks what each port answers while fetchd drains: the
+// main port has closed its listener and sent GOAWAY, so a health check
+// there, on a new connection or on one opened before, fails UNAVAILABLE;
+// only -health-listen answers, NOT_SERVING, until fetchd exits. The stream
+// in flight still gets its result.
+func TestDrainPorts(t *testing.T) {
+	up := testupstream.New(t)
+	r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-drain-timeout", "1m", "-health-listen", "127.0.0.1:0")
+	m := healthListening.FindStringSubmatch(r.log.String())
+	if m == nil {
+		t.Fatalf("run log lacks the health address:\n%s", r.log.String())
+	}
+	ctx := testCtx(t, 30*time.Second)
+	conn := dial(t, r.addr)
+	stream, err := fetchv1.NewFetchServiceClient(conn).Fetch(ctx)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	slow := up.URL + "/?delay=2s"
+	if err := stream.Send(&fetchv1.FetchRequest{Url: slow}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	stream.CloseSend()
+	waitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
+
+	r.cancel() // as SIGTERM does in main
+	waitFor(t, 5*time.Second, "the drain to start", func() bool { return strings.Contains(r.log.String(), "msg=draining") })
+	check := func(c *grpc.ClientConn) (healthpb.HealthCheckResponse_ServingStatus, error) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		resp, err := healthpb.NewHealthClient(c).Check(cctx, &healthpb.HealthCheckRequest{})
+		return resp.GetStatus(), err
+	}
+	waitFor(t, 5*time.Second, "the health port to say NOT_SERVING", func() bool {
+		s, err := check(dial(t, m[1]))
+		return err == nil && s == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	for name, c := range map[string]*grpc.ClientConn{"a new connection": dial(t, r.addr), "the open connection": conn} {
+		if s, err := check(c); status.Code(err) != codes.Unavailable {
+			t.Errorf("Check on the main port, %s, during the drain = %v, %v; want code Unavailable", name, s, err)
+		}
+	}
+	if up.InFlight() != 1 {
+		t.Fatalf("the job is no longer in flight: the checks above did not run during the drain")
+	}
+	if res, err := stream.Recv(); err != nil || res.GetStatusCode() != 200 {
+		t.Errorf("Fetch(%q) during the drain = %v, %v; want status 200", slow, res, err)
+	}
+	if err := r.Stop(t, 20*time.Second); err != nil {
+		t.Errorf("run = %v, want nil", err)
+	}
+}
