@@ -272,8 +272,9 @@ func (st *stream) end() {
 }
 
 // receive reads jobs until recv fails, the stream ends or the server
-// drains. It returns io.EOF once every job has been read, errDraining when
-// the server drains, nil or errEnded when the stream was ended by the
+// drains. It returns io.EOF once every job has been read (also when the
+// caller half-closes during a drain), errDraining when the server drains
+// and the caller has not half-closed, nil or errEnded when the stream was ended by the
 // sender. recv is readJob's: each job it returns holds a workers count,
 // released once the job is queued or answered. ctx is
 // the stream's context, given to workers; recvCtx also ends when the stream
@@ -285,7 +286,7 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.Fe
 		st.release() // the last job read is queued or answered
 		select {
 		case <-st.s.draining:
-			return errDraining
+			return lastRead(recv)
 		default:
 		}
 		// Take a queue slot before reading, so that a full queue leaves
@@ -295,7 +296,7 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.Fe
 		case <-recvCtx.Done():
 			return nil
 		case <-st.s.draining:
-			return errDraining
+			return lastRead(recv)
 		}
 		req, err := recv()
 		if err != nil {
@@ -328,6 +329,17 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.Fe
 			return nil
 		}
 	}
+}
+
+// lastRead reads once more when the server drains, to learn whether the
+// caller has half-closed: it returns io.EOF if so, errDraining if a job came
+// (readJob drops it: it is never started), or recv's error. It blocks until
+// one of these, or until the stream ends.
+func lastRead(recv func() (*fetchv1.FetchRequest, error)) error {
+	if _, err := recv(); err != nil {
+		return err
+	}
+	return errDraining // not reached: readJob returns no job once draining
 }
 
 // configure sets the stream's limits from its options, each only lowering
