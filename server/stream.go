@@ -274,10 +274,10 @@ func (st *stream) end() {
 // receive reads jobs until recv fails, the stream ends or the server
 // drains. It returns io.EOF once every job has been read (also when the
 // caller half-closes during a drain), errDraining when the server drains
-// and the caller has not half-closed, nil or errEnded when the stream was ended by the
-// sender. recv is readJob's: each job it returns holds a workers count,
-// released once the job is queued or answered. ctx is
-// the stream's context, given to workers; recvCtx also ends when the stream
+// and the caller has not half-closed, nil or errEnded when the stream was
+// ended by the sender. recv is readJob's: each job it returns holds a
+// workers count, released once the job is queued or answered. ctx is the
+// stream's context, given to workers; recvCtx also ends when the stream
 // stops, and bounds the waits of the receiver and the lanes.
 func (st *stream) receive(ctx, recvCtx context.Context, recv func() (*fetchv1.FetchRequest, error), opts *fetchv1.StreamOptions) error {
 	batch := opts != nil
