@@ -92,9 +92,11 @@ func TestDrainBatchUnread(t *testing.T) {
 	const jobs, queue = 8, 3
 	up := testupstream.New(t)
 	c, s := startServer(t, WithConcurrency(8), WithHostConcurrency(1), WithStreamQueue(queue))
-	var req fetchv1.FetchBatchRequest
-	for range jobs {
-		req.Jobs = append(req.Jobs, job(up.URL+"/?delay=100ms"))
+	// The first job is slow, so that the drain starts well before the
+	// lane gets through the queue and frees slots for the unread jobs.
+	req := fetchv1.FetchBatchRequest{Jobs: []*fetchv1.FetchRequest{job(up.URL + "/?delay=500ms")}}
+	for range jobs - 1 {
+		req.Jobs = append(req.Jobs, job(up.URL+"/?delay=10ms"))
 	}
 	stream, err := c.FetchBatch(testCtx(t), &req)
 	if err != nil {

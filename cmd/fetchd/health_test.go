@@ -136,7 +136,7 @@ func TestDrainPorts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
-	slow := up.URL + "/?delay=2s"
+	slow := up.URL + "/?delay=4s" // outlasts the checks below, even on a loaded machine
 	if err := stream.Send(&fetchv1.FetchRequest{Url: slow}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
