@@ -20,7 +20,7 @@ func TestFinishStatus(t *testing.T) {
 		name     string
 		recvErr  error
 		sendErr  error
-		ctxEnd   string // "": open; "cancel": the caller cancelled; "deadline": the deadline passed, then the stream was reset
+		ctxEnd   string // "": open; "cancel": the caller cancelled; "deadline": the caller's deadline passed and it reset the stream
 		drained  bool
 		wantCode codes.Code
 	}{
@@ -29,6 +29,7 @@ func TestFinishStatus(t *testing.T) {
 		{name: "caller cancelled", recvErr: status.Error(codes.Canceled, "context canceled"), ctxEnd: "cancel", wantCode: codes.Canceled},
 		{name: "deadline passed, stream reset by the caller", recvErr: status.Error(codes.Canceled, "context canceled"), ctxEnd: "deadline", wantCode: codes.DeadlineExceeded},
 		{name: "send failed after the deadline", sendErr: status.Error(codes.Unavailable, "transport is closing"), ctxEnd: "deadline", wantCode: codes.DeadlineExceeded},
+		{name: "caller cancelled shortly before the deadline", recvErr: status.Error(codes.Canceled, "context canceled"), ctxEnd: "cancel near the deadline", wantCode: codes.Canceled},
 		{name: "drained", drained: true, wantCode: codes.Unavailable},
 		{name: "half-closed", recvErr: nil, wantCode: codes.OK},
 		{name: "recv error on an open call", recvErr: io.ErrUnexpectedEOF, wantCode: codes.Unknown},
@@ -47,10 +48,13 @@ func TestFinishStatus(t *testing.T) {
 					cancel()
 				case "deadline":
 					// The caller's timer fires and it resets the stream
-					// before the server's own timer: ctx says Canceled.
-					time.Sleep(time.Second - time.Nanosecond)
+					// a little before the server's copy of the deadline:
+					// ctx says Canceled.
+					time.Sleep(time.Second - deadlineSlack/2)
 					cancel()
-					time.Sleep(time.Nanosecond)
+				case "cancel near the deadline":
+					time.Sleep(time.Second - 2*deadlineSlack)
+					cancel()
 				}
 				err := s.finish(ctx, time.Now(), &summary{}, tt.recvErr, tt.sendErr, tt.drained)
 				if got := status.Code(err); got != tt.wantCode && !(tt.wantCode == codes.Unknown && errors.Is(err, io.ErrUnexpectedEOF)) {

@@ -241,11 +241,17 @@ func isContextStatus(err error) bool {
 	return c == codes.Canceled || c == codes.DeadlineExceeded
 }
 
+// deadlineSlack is how close to the call's deadline a cancel counts as the
+// deadline. The caller's timer fires first and resets the stream, with the
+// same code as a cancel; the server's copy of the deadline is later by the
+// time the call's headers took to arrive and be read.
+const deadlineSlack = 100 * time.Millisecond
+
 // callEnded returns the status of a call whose context has ended: its
 // deadline passed (the caller's own timer may have reset the stream first,
 // so that ctx only says Canceled), or the caller cancelled.
 func callEnded(ctx context.Context) error {
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineSlack {
 		return status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
 	}
 	return status.FromContextError(ctx.Err()).Err()
