@@ -149,11 +149,12 @@ func TestNonIdempotent(t *testing.T) {
 }
 
 // TestDrainResubmitsUnstartedPosts drains one of two backends while it
-// holds POSTs: the one in flight finishes there, the others were never
-// started and move to the other backend, although POST is not idempotent.
+// holds POSTs: the ones it has read (one in flight, one in its stream queue
+// of 1) finish there, the others were never read, never started, and move
+// to the other backend, although POST is not idempotent.
 func TestDrainResubmitsUnstartedPosts(t *testing.T) {
 	up := testupstream.New(t)
-	draining := startBackend(t, server.WithConcurrency(1), server.WithUserAgent("draining"))
+	draining := startBackend(t, server.WithConcurrency(1), server.WithStreamQueue(1), server.WithUserAgent("draining"))
 	other := startBackend(t, server.WithConcurrency(1), server.WithUserAgent("other"))
 	c := newClient(t, draining.addr+","+other.addr, client.WithWindow(32))
 	jobs := make([]*client.Job, 20)

@@ -43,9 +43,15 @@
 //
 // # Draining
 //
-// [Server.Drain] makes every stream stop reading new jobs, finish the jobs it
-// has started, send their results, and end with codes.Unavailable; jobs that
-// got no result were never started and may be resubmitted elsewhere.
+// [Server.Drain] makes every stream stop reading jobs. Every job a stream has
+// already read, started or still queued (behind a host's cap, say), is
+// fetched and answered; the drain's deadline is the caller's to enforce, by
+// stopping the gRPC server. A stream whose caller had half-closed, and whose
+// jobs all got results, then ends OK. A stream that may still have had unread
+// jobs ends with codes.Unavailable and the [TrailerUnstarted] trailer: the
+// jobs without a result were never read, so never started, and may be
+// resubmitted elsewhere. The trailer is set only when that holds for every
+// job without a result.
 //
 // # Egress
 //

@@ -171,10 +171,12 @@ func fetchBatchHandler(srv any, stream grpc.ServerStream) error {
 // Concurrency returns the size of the worker pool.
 func (s *Server) Concurrency() int { return s.opts.concurrency }
 
-// Drain makes every stream, current and future, stop reading jobs, finish
-// the jobs it has started, send their results and end with
-// codes.Unavailable. It does not wait; stop the gRPC server with
-// GracefulStop (bounded by a deadline) to wait for the streams.
+// Drain makes every stream, current and future, stop reading jobs, fetch
+// and answer every job it has read (started or queued), and end: with OK if
+// its caller had half-closed, else with codes.Unavailable and the
+// [TrailerUnstarted] trailer, since its unread jobs were never started. It
+// does not wait; stop the gRPC server with GracefulStop, bounded by a
+// deadline after which Stop cancels what is left.
 func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
 // Close waits for the goroutines of finished streams and closes idle

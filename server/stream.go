@@ -51,10 +51,15 @@ type stream struct {
 	stopRecv context.CancelFunc // ends the receiver's waits
 	read     atomic.Int64       // jobs read
 	endOnce  sync.Once
+	// holding is set while the receiver holds a workers count for the job
+	// it has just read, until that job is queued or answered. Only the
+	// receiver touches it.
+	holding bool
 
-	mu     sync.Mutex // guards closed, lanes and workers.Add
-	closed bool       // no job may start once set
-	lanes  map[string]*lane
+	mu      sync.Mutex // guards closed, noReads, lanes and workers.Add
+	closed  bool       // no job may start once set
+	noReads bool       // the stream drains: no further job may be read
+	lanes   map[string]*lane
 	// limiters keeps the per-host rate buckets of dropped lanes that are
 	// not yet full.
 	limiters map[string]*rate.Limiter
@@ -87,7 +92,7 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 	s.receivers.Add(1)
 	go func() {
 		defer s.receivers.Done()
-		recvDone <- st.receive(ctx, recvCtx, recv, opts)
+		recvDone <- st.receive(ctx, recvCtx, func() (inbound, error) { return st.readJob(recv) }, opts)
 	}()
 
 	var (
@@ -101,13 +106,16 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 		select {
 		case r, ok := <-st.results:
 			if !ok {
-				// Drained before every job read was answered: the rest were
-				// never started.
-				cut := drained && sum.jobs < int(st.read.Load())
-				if drained && (!complete || cut) {
+				// Every job read got its result, unless the stream broke.
+				answered := sum.jobs == int(st.read.Load())
+				unread := drained && !(complete && answered)
+				if unread && answered && sendErr == nil && recvErr == nil && callCtx.Err() == nil {
+					// Drained with jobs perhaps still unread, and every
+					// job read answered: those without a result were
+					// never started.
 					setTrailer(metadata.Pairs(TrailerUnstarted, "true"))
 				}
-				return s.finish(callCtx, start, &sum, recvErr, sendErr, drained && (!complete || cut))
+				return s.finish(callCtx, start, &sum, recvErr, sendErr, unread)
 			}
 			s.metrics.result(r)
 			if sendErr == nil {
@@ -133,6 +141,9 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 				continue
 			case errors.Is(err, errDraining):
 				drained = true
+				go st.drain()
+				continue
+			case errors.Is(err, errEnded):
 			case err != nil:
 				recvErr = err
 				cancel(err)
@@ -141,19 +152,72 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 		case <-draining:
 			draining = nil
 			drained = true
-			go st.end()
+			go st.drain()
 		}
 	}
 }
 
+// readJob reads the next job with recv unless the stream drains. For a job
+// it returns, it holds a workers count until the receiver has queued or
+// answered it, so that a drain waits for it; see receive.
+func (st *stream) readJob(recv func() (inbound, error)) (inbound, error) {
+	in, err := recv()
+	if err != nil {
+		return inbound{}, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.noReads {
+		return inbound{}, errDraining // read after the drain began: never started
+	}
+	select {
+	case <-st.s.draining:
+		return inbound{}, errDraining
+	default:
+	}
+	if st.closed {
+		return inbound{}, errEnded
+	}
+	st.workers.Add(1)
+	st.holding = true
+	return in, nil
+}
+
+// release gives back the workers count readJob took for the receiver's
+// last job, once that job is queued or answered.
+func (st *stream) release() {
+	if st.holding {
+		st.holding = false
+		st.workers.Done()
+	}
+}
+
+// drain stops the stream reading jobs, waits until every job it has read is
+// answered, then ends it. Call it in its own goroutine.
+func (st *stream) drain() {
+	st.mu.Lock()
+	st.noReads = true
+	st.mu.Unlock()
+	// No job is read from here on, so workers only counts down: lanes
+	// and workers of the jobs read, and the receiver's hold on its last.
+	st.workers.Wait()
+	st.end()
+}
+
 // finish logs the stream's summary and returns its final status. callCtx
-// is the call's own context: when it has ended, the caller went away.
+// is the call's own context: when it has ended, the caller went away or its
+// deadline passed. The status logged, and returned for the interceptors to
+// count, is the one the caller gets.
 func (s *Server) finish(callCtx context.Context, start time.Time, sum *summary, recvErr, sendErr error, drained bool) error {
 	ctx := callCtx
 	var err error
 	switch {
+	case recvErr != nil && !isContextStatus(recvErr):
+		// gRPC refused a message (over the size limit, undecodable) and
+		// has already sent this status to the caller, ending the call.
+		err = recvErr
 	case (sendErr != nil || recvErr != nil) && ctx.Err() != nil:
-		err = status.FromContextError(ctx.Err()).Err()
+		err = callEnded(ctx)
 	case sendErr != nil:
 		err = sendErr
 	case recvErr != nil:
@@ -165,6 +229,32 @@ func (s *Server) finish(callCtx context.Context, start time.Time, sum *summary, 
 		"jobs", sum.jobs, "ok", sum.ok, "errors", sum.errors,
 		"duration", time.Since(start).Round(time.Millisecond), "status", status.Code(err).String())
 	return err
+}
+
+// isContextStatus reports whether err is the status of a call whose context
+// ended (Canceled or DeadlineExceeded), or a context error.
+func isContextStatus(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	c := status.Code(err)
+	return c == codes.Canceled || c == codes.DeadlineExceeded
+}
+
+// deadlineSlack is how close to the call's deadline a cancel counts as the
+// deadline. The caller's timer fires first and resets the stream, with the
+// same code as a cancel; the server's copy of the deadline is later by the
+// time the call's headers took to arrive and be read.
+const deadlineSlack = 100 * time.Millisecond
+
+// callEnded returns the status of a call whose context has ended: its
+// deadline passed (the caller's own timer may have reset the stream first,
+// so that ctx only says Canceled), or the caller cancelled.
+func callEnded(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineSlack {
+		return status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	}
+	return status.FromContextError(ctx.Err()).Err()
 }
 
 // end stops the stream: no further job starts, the receiver stops
@@ -188,16 +278,21 @@ func (st *stream) end() {
 }
 
 // receive reads jobs until recv fails, the stream ends or the server
-// drains. It returns io.EOF once every job has been read, errDraining when
-// the server drains, nil when the stream was ended by the sender. ctx is
-// the stream's context, given to workers; recvCtx also ends when the stream
+// drains. It returns io.EOF once every job has been read (also when the
+// caller half-closes during a drain), errDraining when the server drains
+// and the caller has not half-closed, nil or errEnded when the stream was
+// ended by the sender. recv is readJob's: each job it returns holds a
+// workers count, released once the job is queued or answered. ctx is the
+// stream's context, given to workers; recvCtx also ends when the stream
 // stops, and bounds the waits of the receiver and the lanes.
 func (st *stream) receive(ctx, recvCtx context.Context, recv func() (inbound, error), opts *fetchv1.StreamOptions) error {
 	batch := opts != nil
+	defer st.release()
 	for index := uint64(0); ; index++ {
+		st.release() // the last job read is queued or answered
 		select {
 		case <-st.s.draining:
-			return errDraining
+			return lastRead(recv)
 		default:
 		}
 		// Take a queue slot before reading, so that a full queue leaves
@@ -207,7 +302,7 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (inbound, er
 		case <-recvCtx.Done():
 			return nil
 		case <-st.s.draining:
-			return errDraining
+			return lastRead(recv)
 		}
 		in, err := recv()
 		if err != nil {
@@ -241,6 +336,17 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (inbound, er
 			return nil
 		}
 	}
+}
+
+// lastRead reads once more when the server drains, to learn whether the
+// caller has half-closed: it returns io.EOF if so, errDraining if a job came
+// (readJob drops it: it is never started), or recv's error. It blocks until
+// one of these, or until the stream ends.
+func lastRead(recv func() (inbound, error)) error {
+	if _, err := recv(); err != nil {
+		return err
+	}
+	return errDraining // not reached: readJob returns no job once draining
 }
 
 // configure sets the stream's limits from its options, each only lowering
@@ -311,6 +417,10 @@ func (st *stream) answer(resp *fetchv1.FetchResponse) bool {
 	st.results <- resp // never blocks: the job holds a window token
 	return true
 }
+
+// errEnded is what readJob returns for a job read after the stream ended
+// for another reason than a drain; receive passes it on to serve.
+var errEnded = errors.New("stream ended")
 
 // summary counts a stream's outcomes for its log line.
 type summary struct {

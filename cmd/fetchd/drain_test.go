@@ -43,11 +43,10 @@ func TestDrain(t *testing.T) {
 			ctx := testCtx(t, 20*time.Second)
 			conn := dial(t, p.addr)
 
-			// A Watch stream opened before SIGTERM sees the drain. It
-			// holds GracefulStop, so it is closed as soon as it has.
-			watchCtx, stopWatch := context.WithTimeout(ctx, 5*time.Second)
-			defer stopWatch()
-			watch, err := healthpb.NewHealthClient(conn).Watch(watchCtx, &healthpb.HealthCheckRequest{})
+			// A Watch stream opened before SIGTERM sees the drain, stays
+			// open, and ends by itself once the fetch stream is done: it
+			// must not hold the exit until -drain-timeout.
+			watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
 			if err != nil {
 				t.Fatalf("Health.Watch: %v", err)
 			}
@@ -75,7 +74,6 @@ func TestDrain(t *testing.T) {
 			if s := recvHealth(t, watch); s != healthpb.HealthCheckResponse_NOT_SERVING {
 				t.Errorf("health after SIGTERM = %v, want NOT_SERVING", s)
 			}
-			stopWatch()
 
 			if !tt.halfClose {
 				// The server drains right after health turns NOT_SERVING;
@@ -101,11 +99,14 @@ func TestDrain(t *testing.T) {
 				t.Errorf("stream end = %v, want code %v", err, tt.wantCode)
 			}
 
-			if code := p.Wait(t, 5*time.Second); code != 0 {
+			if code := p.Wait(t, 8*time.Second); code != 0 {
 				t.Errorf("fetchd exit code = %d, want 0", code)
 			}
 			if d := time.Since(sigterm); d > 4*time.Second {
-				t.Errorf("fetchd took %v to exit after SIGTERM, want about the 1s the job had left", d)
+				t.Errorf("fetchd took %v to exit after SIGTERM with a health watcher open, want about the 1s the job had left", d)
+			}
+			if r, err := watch.Recv(); err == nil {
+				t.Errorf("Health.Watch after fetchd exited = %v, want the stream ended", r)
 			}
 			log := p.Log()
 			for _, want := range []string{"msg=draining", "msg=drained"} {

@@ -20,6 +20,7 @@ const (
 	containerName  = "fetchd"
 	grpcPortName   = "grpc"
 	metricsPort    = "metrics"
+	healthPortName = "health"
 )
 
 // fetchd's defaults for the flags the manifests rely on (cmd/fetchd/config.go).
@@ -144,6 +145,7 @@ func TestDeployment(t *testing.T) {
 			for _, tt := range []struct{ flag, def, port string }{
 				{"listen", defaultListen, grpcPortName},
 				{"metrics-listen", "", metricsPort},
+				{"health-listen", "", healthPortName},
 			} {
 				want := containerPort(c, tt.port)
 				if want == 0 {
@@ -156,8 +158,14 @@ func TestDeployment(t *testing.T) {
 				}
 			}
 		}},
-		{"probes are gRPC health checks on the grpc port", func(t *testing.T) {
-			grpcPort := containerPort(c, grpcPortName)
+		{"probes are gRPC health checks on the health port", func(t *testing.T) {
+			// A draining fetchd closes its grpc port at once (GOAWAY, new
+			// connections refused); only -health-listen answers, with
+			// NOT_SERVING, until it exits.
+			healthPort := containerPort(c, healthPortName)
+			if healthPort == 0 {
+				t.Fatalf("no container port named %q", healthPortName)
+			}
 			probes := []struct {
 				name     string
 				probe    *corev1.Probe
@@ -174,8 +182,8 @@ func TestDeployment(t *testing.T) {
 					t.Errorf("%s missing", p.name)
 				case p.probe.GRPC == nil:
 					t.Errorf("%s is not a gRPC probe: %+v", p.name, p.probe.ProbeHandler)
-				case p.probe.GRPC.Port != grpcPort:
-					t.Errorf("%s port = %d, want grpc port %d", p.name, p.probe.GRPC.Port, grpcPort)
+				case p.probe.GRPC.Port != healthPort:
+					t.Errorf("%s port = %d, want health port %d", p.name, p.probe.GRPC.Port, healthPort)
 				}
 			}
 			if p := c.ReadinessProbe; p != nil && p.GRPC != nil && p.GRPC.Service != nil && *p.GRPC.Service != "" {
@@ -183,8 +191,8 @@ func TestDeployment(t *testing.T) {
 			}
 		}},
 		{"liveness outlasts the drain", func(t *testing.T) {
-			// A draining fetchd answers NOT_SERVING; liveness must not
-			// restart it before the drain ends.
+			// A draining fetchd answers NOT_SERVING on its health port;
+			// liveness must not restart it before the drain ends.
 			p := c.LivenessProbe
 			if p == nil {
 				t.Skip("no livenessProbe")

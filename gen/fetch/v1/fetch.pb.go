@@ -127,7 +127,10 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{0}
 }
 
-// FetchRequest is one fetch job.
+// FetchRequest is one fetch job. On a Fetch stream it is one message, which
+// must fit the server's receive limit (fetchd's -max-recv-msg-bytes, 16 MiB
+// by default); a larger one ends the stream with RESOURCE_EXHAUSTED instead
+// of getting a response.
 type FetchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The absolute http or https URL to fetch. Required.

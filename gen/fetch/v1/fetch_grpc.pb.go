@@ -33,9 +33,17 @@ const (
 // Every job gets exactly one response. A job that could not be fetched still
 // gets a response, with its error field set; per-job failures never end the
 // call. The call itself ends with a non-OK status only when the stream breaks
-// (the caller cancels, the connection drops) or the server drains
-// (UNAVAILABLE); jobs that have no response by then were not completed and
-// may be resubmitted.
+// (the caller cancels, its deadline passes, the connection drops, a request
+// message is over the server's size limit: RESOURCE_EXHAUSTED) or the server
+// drains while the stream is open (UNAVAILABLE); jobs that have no response
+// by then were not completed and may be resubmitted.
+//
+// Draining: the server stops reading jobs, and every job it has already read,
+// started or queued, is fetched and answered. A call whose caller had
+// half-closed then ends OK. A call that may still have had unread jobs ends
+// UNAVAILABLE with the trailer "fetchd-unstarted: true": every job of it
+// without a response was never started, so it may be resubmitted elsewhere,
+// whatever its method. The server sends that trailer only when this holds.
 type FetchServiceClient interface {
 	// Fetch takes a stream of jobs, one per request message, and streams back
 	// one response per job as soon as that job finishes (completion order).
@@ -43,12 +51,19 @@ type FetchServiceClient interface {
 	// When the caller half-closes, the server finishes the remaining jobs,
 	// sends their responses and ends the call with OK.
 	//
+	// A request message over the server's receive limit (fetchd's
+	// -max-recv-msg-bytes) ends the whole call at once with
+	// RESOURCE_EXHAUSTED, as gRPC does for any oversized message; jobs without
+	// a response by then get none.
+	//
 	// Options for the whole stream go in stream_options of the first message.
 	Fetch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FetchRequest, FetchResponse], error)
 	// FetchBatch takes every job in one request and streams back the same
 	// responses as Fetch, in completion order, indexed by position in jobs.
 	// It serves callers that cannot stream requests (gRPC-Web, HTTP/JSON
-	// gateways).
+	// gateways). The whole request is one message: over the server's receive
+	// limit (fetchd's -max-recv-msg-bytes) it is refused with
+	// RESOURCE_EXHAUSTED and no job starts.
 	FetchBatch(ctx context.Context, in *FetchBatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchBatchResponse], error)
 }
 
@@ -102,9 +117,17 @@ type FetchService_FetchBatchClient = grpc.ServerStreamingClient[FetchBatchRespon
 // Every job gets exactly one response. A job that could not be fetched still
 // gets a response, with its error field set; per-job failures never end the
 // call. The call itself ends with a non-OK status only when the stream breaks
-// (the caller cancels, the connection drops) or the server drains
-// (UNAVAILABLE); jobs that have no response by then were not completed and
-// may be resubmitted.
+// (the caller cancels, its deadline passes, the connection drops, a request
+// message is over the server's size limit: RESOURCE_EXHAUSTED) or the server
+// drains while the stream is open (UNAVAILABLE); jobs that have no response
+// by then were not completed and may be resubmitted.
+//
+// Draining: the server stops reading jobs, and every job it has already read,
+// started or queued, is fetched and answered. A call whose caller had
+// half-closed then ends OK. A call that may still have had unread jobs ends
+// UNAVAILABLE with the trailer "fetchd-unstarted: true": every job of it
+// without a response was never started, so it may be resubmitted elsewhere,
+// whatever its method. The server sends that trailer only when this holds.
 type FetchServiceServer interface {
 	// Fetch takes a stream of jobs, one per request message, and streams back
 	// one response per job as soon as that job finishes (completion order).
@@ -112,12 +135,19 @@ type FetchServiceServer interface {
 	// When the caller half-closes, the server finishes the remaining jobs,
 	// sends their responses and ends the call with OK.
 	//
+	// A request message over the server's receive limit (fetchd's
+	// -max-recv-msg-bytes) ends the whole call at once with
+	// RESOURCE_EXHAUSTED, as gRPC does for any oversized message; jobs without
+	// a response by then get none.
+	//
 	// Options for the whole stream go in stream_options of the first message.
 	Fetch(grpc.BidiStreamingServer[FetchRequest, FetchResponse]) error
 	// FetchBatch takes every job in one request and streams back the same
 	// responses as Fetch, in completion order, indexed by position in jobs.
 	// It serves callers that cannot stream requests (gRPC-Web, HTTP/JSON
-	// gateways).
+	// gateways). The whole request is one message: over the server's receive
+	// limit (fetchd's -max-recv-msg-bytes) it is refused with
+	// RESOURCE_EXHAUSTED and no job starts.
 	FetchBatch(*FetchBatchRequest, grpc.ServerStreamingServer[FetchBatchResponse]) error
 	mustEmbedUnimplementedFetchServiceServer()
 }
