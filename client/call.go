@@ -254,9 +254,8 @@ func (cl *call) feed(ctx context.Context, jobs iter.Seq[*Job]) {
 		cl.taken++
 		cl.pending[idx] = &pendingJob{job: j}
 		cl.mu.Unlock()
-		if field := invalidUTF8(j.ProtoReflect()); field != "" {
-			cl.deliver(idx, errorResult(idx, j, fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST,
-				"field "+field+" is not valid UTF-8 (proto3 strings must be); not sent"))
+		if msg := cl.unsendable(j); msg != "" {
+			cl.deliver(idx, errorResult(idx, j, fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST, msg))
 			continue
 		}
 		select {

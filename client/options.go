@@ -18,6 +18,7 @@ const (
 	DefaultBackoffMax      = 5 * time.Second
 	DefaultMaxRecvMsgBytes = 16 << 20
 	DefaultConnectTimeout  = 5 * time.Second
+	DefaultMaxJobBytes     = 16 << 20
 )
 
 type options struct {
@@ -35,6 +36,7 @@ type options struct {
 	resubmitAnyMethod bool
 	maxRecvMsgBytes   int
 	connectTimeout    time.Duration
+	maxJobBytes       int
 	dialOptions       []grpc.DialOption
 }
 
@@ -46,6 +48,7 @@ var defaultOptions = options{
 	backoffMax:      DefaultBackoffMax,
 	maxRecvMsgBytes: DefaultMaxRecvMsgBytes,
 	connectTimeout:  DefaultConnectTimeout,
+	maxJobBytes:     DefaultMaxJobBytes,
 }
 
 // Option configures a [Client].
@@ -167,6 +170,21 @@ func WithMaxRecvMsgBytes(n int) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.maxRecvMsgBytes = n
+		}
+	}
+}
+
+// WithMaxJobBytes sets the largest job message the client sends; set it to
+// the -max-recv-msg-bytes of the fetchd it calls. fetchd, as every gRPC
+// server, ends the whole stream (RESOURCE_EXHAUSTED) when a message is over
+// its limit, and every job in flight on it would be resubmitted or lost
+// with it; the client instead answers such a job ERROR_CODE_INVALID_REQUEST
+// without sending it. Values below 1 are ignored. Default
+// [DefaultMaxJobBytes] (16 MiB, fetchd's default -max-recv-msg-bytes).
+func WithMaxJobBytes(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxJobBytes = n
 		}
 	}
 }

@@ -23,6 +23,7 @@ type config struct {
 	concurrency    uint
 	timeout        time.Duration
 	window         int
+	maxJobBytes    int
 	maxAttempts    int
 	retryBudget    int
 	connectTimeout time.Duration
@@ -126,6 +127,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.UintVar(&cfg.concurrency, "c", 0, "most jobs of this run fetched at once (0: the server's limit)")
 	fs.DurationVar(&cfg.timeout, "timeout", 0, "timeout of jobs that set none (0: the server's default)")
 	fs.IntVar(&cfg.window, "window", client.DefaultWindow, "most jobs read ahead and not yet printed; bounds memory and the -ordered reorder buffer")
+	fs.IntVar(&cfg.maxJobBytes, "max-job-bytes", client.DefaultMaxJobBytes, "largest job message sent; set it to fetchd's -max-recv-msg-bytes. A larger job gets ERROR_CODE_INVALID_REQUEST instead of ending the stream")
 	fs.IntVar(&cfg.maxAttempts, "max-attempts", client.DefaultMaxAttempts, "times one job may be sent in all when streams break")
 	fs.IntVar(&cfg.retryBudget, "retry-budget", client.DefaultRetryBudget, "failed attempts in a row to reach a fetchd again, after it was reached, before giving it up")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", client.DefaultConnectTimeout, "most time to connect to a fetchd; when the first connection to each fails, fetchctl exits at once")
@@ -189,6 +191,8 @@ func (c *config) check() error {
 		return usagef("-timeout %v: must not be negative", c.timeout)
 	case c.window < 1:
 		return usagef("-window %d: must be at least 1", c.window)
+	case c.maxJobBytes < 1:
+		return usagef("-max-job-bytes %d: must be at least 1", c.maxJobBytes)
 	case c.maxAttempts < 1:
 		return usagef("-max-attempts %d: must be at least 1", c.maxAttempts)
 	case c.retryBudget < 1:
@@ -218,6 +222,7 @@ func (c *config) clientOptions() ([]client.Option, error) {
 		client.WithConcurrency(uint32(c.concurrency)),
 		client.WithTimeout(c.timeout),
 		client.WithWindow(c.window),
+		client.WithMaxJobBytes(c.maxJobBytes),
 		client.WithMaxAttempts(c.maxAttempts),
 		client.WithRetryBudget(c.retryBudget),
 		client.WithConnectTimeout(c.connectTimeout),

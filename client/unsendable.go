@@ -4,14 +4,28 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
+// unsendable says why j cannot be sent without failing the stream it is
+// sent on, or returns "". Such a job is answered ERROR_CODE_INVALID_REQUEST
+// by the client instead, so that it fails alone, as fetchd fails a job it
+// can decode but not run.
+func (cl *call) unsendable(j *Job) string {
+	if field := invalidUTF8(j.ProtoReflect()); field != "" {
+		// proto.Marshal refuses it: the stream's Send would fail.
+		return "field " + field + " is not valid UTF-8 (proto3 strings must be); not sent"
+	}
+	if n := proto.Size(j); n > cl.opts.maxJobBytes {
+		return fmt.Sprintf("job message of %d bytes is over the limit of %d (client.WithMaxJobBytes, "+
+			"fetchd's -max-recv-msg-bytes); not sent: fetchd would end the whole stream", n, cl.opts.maxJobBytes)
+	}
+	return ""
+}
+
 // invalidUTF8 returns the path of the first string field of m, nested
-// messages included, that is not valid UTF-8, or "". Such a job cannot be
-// marshalled (proto3 strings are UTF-8), and sending it would fail the
-// stream; it is answered ERROR_CODE_INVALID_REQUEST instead, as fetchd
-// answers one sent by a client that does not check.
+// messages included, that is not valid UTF-8, or "".
 func invalidUTF8(m protoreflect.Message) string {
 	var bad string
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {

@@ -41,3 +41,26 @@ func TestInvalidUTF8Job(t *testing.T) {
 		t.Errorf("upstream hits = %d, want 4 (two good jobs, two calls)", up.Hits())
 	}
 }
+
+// TestJobOverMessageLimit: a job larger than the server's message limit
+// (grpc-go's default 4 MiB here) is answered ERROR_CODE_INVALID_REQUEST
+// without being sent; the server would have ended the whole stream.
+func TestJobOverMessageLimit(t *testing.T) {
+	up := testupstream.New(t)
+	b := startBackend(t)
+	c := newClient(t, b.addr, client.WithMaxJobBytes(4<<20))
+	jobs := []*client.Job{
+		client.Get(up.URL + "/?size=1"),
+		{Url: up.URL + "/", Method: "POST", Body: make([]byte, 5<<20)},
+		{Url: up.URL + "/?size=2", Method: "POST", Body: []byte("small")},
+	}
+	for _, r := range collect(t, c.FetchOrdered(testCtx(t), slices.Values(jobs)), len(jobs)) {
+		want := fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED
+		if r.GetIndex() == 1 {
+			want = fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST
+		}
+		if r.GetError().GetCode() != want || (want != 0 && !strings.Contains(r.GetError().GetMessage(), "-max-recv-msg-bytes")) {
+			t.Errorf("job %d error %v, want %v", r.GetIndex(), r.GetError(), want)
+		}
+	}
+}
