@@ -498,8 +498,10 @@ type FetchResponse struct {
 	// headers and a partial body may still be set when the upstream failed
 	// while sending the body.
 	Error *Error `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
-	// How many times the job was tried (1 when it was not retried; 0 when it
-	// never reached the network, such as an invalid request).
+	// How many times the job was tried: 1 when it was not retried, a job the
+	// egress policy refused included (its fetch began; its connection was
+	// refused before it was made); 0 when it was never tried, such as an
+	// invalid request.
 	Attempts uint32 `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// True when this result came from an identical job's fetch in flight at
 	// the same time (dedup), not from a fetch of its own.
