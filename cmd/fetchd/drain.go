@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -9,21 +10,32 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 )
 
-// callTracker counts the open streams other than health watches: the fetch
-// streams, and reflection's.
+// callTracker counts the open fetch streams, the work a drain waits for.
+// Other streams wait for their caller, not for fetchd, and must not hold
+// the drain: health Watch streams end through [drainingHealth], and any
+// other stream (reflection's, which grpcurl keeps open beside its call) has
+// its next receive fail once end is closed, when the fetch streams are done.
 type callTracker struct {
+	end   <-chan struct{} // closed when the other streams must end
+	recvs sync.WaitGroup  // receives of other streams still blocked in gRPC
+
 	mu     sync.Mutex    // guards open and idleCh
-	open   int           // streams in their handler
+	open   int           // fetch streams in their handler
 	idleCh chan struct{} // made by idle; closed when open drops to 0
 }
 
-// intercept is a stream interceptor that counts every stream but
-// Health/Watch while its handler runs.
+// intercept is a stream interceptor that counts the fetch streams while
+// their handler runs.
 func (c *callTracker) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if info.FullMethod == healthpb.Health_Watch_FullMethodName {
+	switch {
+	case info.FullMethod == healthpb.Health_Watch_FullMethodName:
 		return handler(srv, ss)
+	case !strings.HasPrefix(info.FullMethod, "/"+fetchv1.FetchService_ServiceDesc.ServiceName+"/"):
+		return handler(srv, &endingStream{ServerStream: ss, end: c.end, recvs: &c.recvs})
 	}
 	c.mu.Lock()
 	c.open++
@@ -39,6 +51,35 @@ func (c *callTracker) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 	}()
 	return handler(srv, ss)
 }
+
+// endingStream is a server stream whose receives fail with UNAVAILABLE
+// once end is closed, so that a handler waiting for its caller's next
+// message returns. A receive cut short this way leaves gRPC's own receive
+// blocked until the stream ends, just after its handler returns; recvs
+// counts those, and serve waits for them once the server has stopped.
+type endingStream struct {
+	grpc.ServerStream
+	end   <-chan struct{}
+	recvs *sync.WaitGroup
+}
+
+func (s *endingStream) RecvMsg(m any) error {
+	select {
+	case <-s.end:
+		return errStreamEnded
+	default:
+	}
+	done := make(chan error, 1)
+	s.recvs.Go(func() { done <- s.ServerStream.RecvMsg(m) })
+	select {
+	case err := <-done:
+		return err
+	case <-s.end:
+		return errStreamEnded
+	}
+}
+
+var errStreamEnded = status.Error(codes.Unavailable, "fetchd has drained; the stream ends")
 
 // idle returns a channel closed once no counted stream is open: at once if
 // none is now. Call it once, when the server drains.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
@@ -56,7 +57,7 @@ var healthListening = regexp.MustCompile(`msg="health listening" addr=(\S+)`)
 // TestDrainEndsHealthWatch: open grpc.health.v1.Health/Watch streams, on the
 // main port and on -health-listen, see NOT_SERVING when the drain starts and
 // end once the fetch streams are done, so that they do not hold the drain
-// until -drain-timeout.
+// until -drain-timeout; so does a reflection stream left open (grpcurl's).
 func TestDrainEndsHealthWatch(t *testing.T) {
 	up := testupstream.New(t)
 	r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-drain-timeout", "1m", "-health-listen", "127.0.0.1:0")
@@ -76,6 +77,19 @@ func TestDrainEndsHealthWatch(t *testing.T) {
 			t.Fatalf("Watch on the %s before the drain = %v, want SERVING", name, s)
 		}
 		watchers[name] = w
+	}
+	// grpcurl keeps a reflection stream open beside the call it makes.
+	refl, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatalf("ServerReflectionInfo: %v", err)
+	}
+	if err := refl.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+	}); err != nil {
+		t.Fatalf("reflection Send: %v", err)
+	}
+	if _, err := refl.Recv(); err != nil {
+		t.Fatalf("reflection Recv: %v", err)
 	}
 	stream, err := fetchv1.NewFetchServiceClient(conn).Fetch(ctx)
 	if err != nil {
@@ -111,6 +125,9 @@ func TestDrainEndsHealthWatch(t *testing.T) {
 		if r, err := w.Recv(); err == nil {
 			t.Errorf("Watch on the %s after fetchd exited = %v, want the stream ended", name, r)
 		}
+	}
+	if _, err := refl.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("reflection stream after fetchd exited: %v, want UNAVAILABLE", err)
 	}
 	log := r.log.String()
 	if !strings.Contains(log, "msg=drained") || strings.Contains(log, "drain timeout") {

@@ -50,7 +50,10 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		return err
 	}
 
-	calls := &callTracker{}
+	// Closed when the fetch streams are done draining: the streams that only
+	// wait for their caller (health watches, reflection) end then.
+	end := make(chan struct{})
+	calls := &callTracker{end: end}
 	grpcOpts = append(grpcOpts, grpc.ChainStreamInterceptor(calls.intercept))
 
 	lis, err := net.Listen("tcp", cfg.listen)
@@ -84,7 +87,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(fetchv1.FetchService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	hw := &drainingHealth{Server: hs, end: make(chan struct{})}
+	hw := &drainingHealth{Server: hs, end: end}
 	defer hw.endWatches()
 	healthpb.RegisterHealthServer(gs, hw)
 	reflection.Register(gs)
@@ -137,8 +140,8 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 	defer cancel()
 	select {
 	case <-calls.idle():
-		// Every stream but the health watches is done: end those too, or
-		// GracefulStop would wait for them until the timeout.
+		// Every fetch stream is done: end the health watches and the other
+		// streams too, or GracefulStop would wait for them until the timeout.
 		hw.endWatches()
 	case <-deadline.Done():
 	}
@@ -151,5 +154,6 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		<-stopped
 	}
 	<-serveErr // Serve returns nil after GracefulStop or Stop
+	calls.recvs.Wait()
 	return nil
 }
