@@ -238,7 +238,7 @@ func (r router) RoundTrip(req *http.Request) (*http.Response, error) {
 var errJobTimeout = errors.New("job timeout expired")
 
 // Fetch performs job, which it may modify (it sets a default User-Agent and
-// drops Accept-Encoding), and fills the result fields of resp: status,
+// drops Accept-Encoding), and fills in result: status,
 // headers, body, truncated, final URL, duration and, when no complete
 // response was obtained, error. It returns when the body has been read or
 // the job failed; ctx cancels it.
@@ -251,16 +251,16 @@ var errJobTimeout = errors.New("job timeout expired")
 // and decodes it, so the body is returned decoded and the body cap always
 // applies to the decoded size (a gzip bomb is small on the wire). An
 // encoding the upstream sends unasked is returned as received, capped.
-func (f *Fetcher) Fetch(ctx context.Context, job *Job, resp *fetchv1.FetchResponse) {
+func (f *Fetcher) Fetch(ctx context.Context, job *Job, result *fetchv1.FetchResponse) {
 	start := time.Now()
-	err := f.fetch(ctx, job, resp)
-	resp.Duration = durationpb.New(time.Since(start))
+	err := f.fetch(ctx, job, result)
+	result.Duration = durationpb.New(time.Since(start))
 	if err != nil {
-		resp.Error = Classify(ctx, err).Proto()
+		result.Error = Classify(ctx, err).Proto()
 	}
 }
 
-func (f *Fetcher) fetch(parent context.Context, job *Job, resp *fetchv1.FetchResponse) error {
+func (f *Fetcher) fetch(parent context.Context, job *Job, result *fetchv1.FetchResponse) error {
 	if err := f.checkURL(job.URL); err != nil {
 		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_BLOCKED, Err: err}
 	}
@@ -290,17 +290,17 @@ func (f *Fetcher) fetch(parent context.Context, job *Job, resp *fetchv1.FetchRes
 	// With no Accept-Encoding of ours the transport asks for gzip and
 	// decodes it, so that the cap below counts decoded bytes.
 	delete(req.Header, "Accept-Encoding")
-	hr, err := f.client.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		return withCause(ctx, err)
 	}
-	defer hr.Body.Close()
+	defer resp.Body.Close()
 
-	resp.StatusCode = int32(hr.StatusCode)
-	resp.FinalUrl = hr.Request.URL.String()
-	resp.Headers = headersProto(hr.Header)
-	b, truncated, err := readCapped(hr.Body, hr.ContentLength, job.MaxBody)
-	resp.Body, resp.Truncated = b, truncated
+	result.StatusCode = int32(resp.StatusCode)
+	result.FinalUrl = resp.Request.URL.String()
+	result.Headers = headersProto(resp.Header)
+	b, truncated, err := readCapped(resp.Body, resp.ContentLength, job.MaxBody)
+	result.Body, result.Truncated = b, truncated
 	if err != nil {
 		return withCause(ctx, fmt.Errorf("read body: %w", err))
 	}
