@@ -28,9 +28,8 @@ run: ## Run fetchd with its defaults on localhost:50051 (extra flags: make run A
 test: vet checkgenerate buflint deploytest fuzzshort gotest ## Run every check and test: vet, generated code, buf lint and format, go test -race, manifests, a short fuzz run.
 
 .PHONY: gotest
-gotest: ## Run the Go tests with the race detector; the fetcher's again with net/http as the plain-http engine.
+gotest: ## Run the Go tests with the race detector (the fetcher's run once per HTTP engine, as subtests).
 	$(GO) test -race -count=1 -timeout=15m ./...
-	$(GO) test -race -count=1 -timeout=5m ./server/internal/fetcher -args -nethttp
 
 .PHONY: bench
 bench: ## Benchmark fetchd against an in-process baseline (about 3 minutes); writes bench/results.md and bench/concurrency.svg.

@@ -122,58 +122,60 @@ func answerDNS(msg []byte, answer dnsAnswerFunc) ([]byte, error) {
 
 func TestFetchDNS(t *testing.T) {
 	t.Parallel()
-	srv, conns := startHTTP(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "via DNS") })
-	port := srv.Listener.Addr().(*net.TCPAddr).Port
-	resolver, queries := startDNS(t, map[string]netip.Addr{
-		"upstream.test.": netip.MustParseAddr("127.0.0.1"),
-	})
-	tests := []struct {
-		name      string
-		cfg       Config
-		host      string
-		wantCode  fetchv1.ErrorCode
-		wantBody  string
-		wantConns int64 // connections the upstream has seen after this case
-	}{
-		{
-			name:     "NXDOMAIN",
-			cfg:      Config{Policy: loopbackPolicy(), Resolver: resolver},
-			host:     "does-not-exist.test",
-			wantCode: fetchv1.ErrorCode_ERROR_CODE_DNS_FAILURE,
-		},
-		{
-			// The guard judges the resolved address, not the name.
-			name:     "name resolving to loopback, default policy",
-			cfg:      Config{Resolver: resolver},
-			host:     "upstream.test",
-			wantCode: fetchv1.ErrorCode_ERROR_CODE_BLOCKED,
-		},
-		{
-			name:      "name resolving to loopback, loopback allowed",
-			cfg:       Config{Policy: loopbackPolicy(), Resolver: resolver},
-			host:      "upstream.test",
-			wantBody:  "via DNS",
-			wantConns: 1,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			url := "http://" + net.JoinHostPort(tt.host, strconv.Itoa(port)) + "/"
-			f := newFetcher(t, tt.cfg)
-			before := queries.Load()
-			resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
-			wantCode(t, url, resp, tt.wantCode)
-			if string(resp.GetBody()) != tt.wantBody {
-				t.Errorf("Fetch(%q) body = %q, want %q", url, resp.GetBody(), tt.wantBody)
-			}
-			if queries.Load() == before {
-				t.Errorf("Fetch(%q): the fake DNS server saw no query, want the name resolved through it", url)
-			}
-			if n := conns.Load(); n != tt.wantConns {
-				t.Errorf("after Fetch(%q) the upstream has seen %d connections, want %d", url, n, tt.wantConns)
-			}
+	forEachEngine(t, func(t *testing.T, engine Engine) {
+		srv, conns := startHTTP(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "via DNS") })
+		port := srv.Listener.Addr().(*net.TCPAddr).Port
+		resolver, queries := startDNS(t, map[string]netip.Addr{
+			"upstream.test.": netip.MustParseAddr("127.0.0.1"),
 		})
-	}
+		tests := []struct {
+			name      string
+			cfg       Config
+			host      string
+			wantCode  fetchv1.ErrorCode
+			wantBody  string
+			wantConns int64 // connections the upstream has seen after this case
+		}{
+			{
+				name:     "NXDOMAIN",
+				cfg:      Config{Policy: loopbackPolicy(), Resolver: resolver},
+				host:     "does-not-exist.test",
+				wantCode: fetchv1.ErrorCode_ERROR_CODE_DNS_FAILURE,
+			},
+			{
+				// The guard judges the resolved address, not the name.
+				name:     "name resolving to loopback, default policy",
+				cfg:      Config{Resolver: resolver},
+				host:     "upstream.test",
+				wantCode: fetchv1.ErrorCode_ERROR_CODE_BLOCKED,
+			},
+			{
+				name:      "name resolving to loopback, loopback allowed",
+				cfg:       Config{Policy: loopbackPolicy(), Resolver: resolver},
+				host:      "upstream.test",
+				wantBody:  "via DNS",
+				wantConns: 1,
+			},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				url := "http://" + net.JoinHostPort(tt.host, strconv.Itoa(port)) + "/"
+				f := newFetcher(t, engine, tt.cfg)
+				before := queries.Load()
+				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+				wantCode(t, url, resp, tt.wantCode)
+				if string(resp.GetBody()) != tt.wantBody {
+					t.Errorf("Fetch(%q) body = %q, want %q", url, resp.GetBody(), tt.wantBody)
+				}
+				if queries.Load() == before {
+					t.Errorf("Fetch(%q): the fake DNS server saw no query, want the name resolved through it", url)
+				}
+				if n := conns.Load(); n != tt.wantConns {
+					t.Errorf("after Fetch(%q) the upstream has seen %d connections, want %d", url, n, tt.wantConns)
+				}
+			})
+		}
+	})
 }
 
 // listenSamePort listens on TCP port P of both 127.0.0.2 and 127.0.0.1, for
@@ -220,45 +222,47 @@ var (
 // points to, never sees a connection.
 func TestFetchDNSRebinding(t *testing.T) {
 	t.Parallel()
-	port, allowedConns, deniedConns, policy := rebindSetup(t)
-	var aQueries atomic.Int64
-	resolver, _ := startDNSFunc(t, func(name string, qtype dnsmessage.Type) ([]netip.Addr, bool) {
-		if name != "rebind.test." {
-			return nil, false
+	forEachEngine(t, func(t *testing.T, engine Engine) {
+		port, allowedConns, deniedConns, policy := rebindSetup(t)
+		var aQueries atomic.Int64
+		resolver, _ := startDNSFunc(t, func(name string, qtype dnsmessage.Type) ([]netip.Addr, bool) {
+			if name != "rebind.test." {
+				return nil, false
+			}
+			if qtype != dnsmessage.TypeA {
+				return nil, true
+			}
+			if aQueries.Add(1) == 1 {
+				return []netip.Addr{allowedAddr}, true
+			}
+			return []netip.Addr{deniedAddr}, true
+		})
+		f := newFetcher(t, engine, Config{Policy: policy, Resolver: resolver})
+		url := "http://rebind.test:" + strconv.Itoa(port) + "/"
+
+		first := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+		wantCode(t, url, first, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
+		if first.GetStatusCode() != 200 || string(first.GetBody()) != "allowed" {
+			t.Fatalf("first Fetch(%q) = %d %q, want 200 %q", url, first.GetStatusCode(), first.GetBody(), "allowed")
 		}
-		if qtype != dnsmessage.TypeA {
-			return nil, true
+		// A fresh connection for the second fetch: it must resolve again.
+		f.Close()
+
+		second := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+		wantCode(t, url, second, fetchv1.ErrorCode_ERROR_CODE_BLOCKED)
+		if msg := second.GetError().GetMessage(); !strings.Contains(msg, "127.0.0.1") {
+			t.Errorf("second Fetch(%q).Error.Message = %q, want it to name 127.0.0.1", url, msg)
 		}
-		if aQueries.Add(1) == 1 {
-			return []netip.Addr{allowedAddr}, true
+		if n := aQueries.Load(); n != 2 {
+			t.Errorf("the fake DNS server answered %d A queries for rebind.test, want 2 (one per fetch)", n)
 		}
-		return []netip.Addr{deniedAddr}, true
+		if n := allowedConns.Load(); n != 1 {
+			t.Errorf("allowed upstream saw %d connections, want 1", n)
+		}
+		if n := deniedConns.Load(); n != 0 {
+			t.Errorf("denied upstream saw %d connections, want 0: the guard must refuse before connect", n)
+		}
 	})
-	f := newFetcher(t, Config{Policy: policy, Resolver: resolver})
-	url := "http://rebind.test:" + strconv.Itoa(port) + "/"
-
-	first := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
-	wantCode(t, url, first, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
-	if first.GetStatusCode() != 200 || string(first.GetBody()) != "allowed" {
-		t.Fatalf("first Fetch(%q) = %d %q, want 200 %q", url, first.GetStatusCode(), first.GetBody(), "allowed")
-	}
-	// A fresh connection for the second fetch: it must resolve again.
-	f.Close()
-
-	second := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
-	wantCode(t, url, second, fetchv1.ErrorCode_ERROR_CODE_BLOCKED)
-	if msg := second.GetError().GetMessage(); !strings.Contains(msg, "127.0.0.1") {
-		t.Errorf("second Fetch(%q).Error.Message = %q, want it to name 127.0.0.1", url, msg)
-	}
-	if n := aQueries.Load(); n != 2 {
-		t.Errorf("the fake DNS server answered %d A queries for rebind.test, want 2 (one per fetch)", n)
-	}
-	if n := allowedConns.Load(); n != 1 {
-		t.Errorf("allowed upstream saw %d connections, want 1", n)
-	}
-	if n := deniedConns.Load(); n != 0 {
-		t.Errorf("denied upstream saw %d connections, want 0: the guard must refuse before connect", n)
-	}
 }
 
 // TestFetchDNSMixedAnswers: one answer holding an allowed and a denied
@@ -268,44 +272,46 @@ func TestFetchDNSRebinding(t *testing.T) {
 // a connection. With only denied addresses the fetch is BLOCKED.
 func TestFetchDNSMixedAnswers(t *testing.T) {
 	t.Parallel()
-	port, allowedConns, deniedConns, policy := rebindSetup(t)
-	records := map[string][]netip.Addr{
-		"allowed-first.test.": {allowedAddr, deniedAddr},
-		"denied-first.test.":  {deniedAddr, allowedAddr},
-		"denied-only.test.":   {deniedAddr, netip.MustParseAddr("169.254.169.254")},
-	}
-	resolver, _ := startDNSFunc(t, func(name string, _ dnsmessage.Type) ([]netip.Addr, bool) {
-		addrs, ok := records[name]
-		return addrs, ok
-	})
-	tests := []struct {
-		host     string
-		wantCode fetchv1.ErrorCode
-		wantBody string
-	}{
-		{"allowed-first.test", fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED, "allowed"},
-		{"denied-first.test", fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED, "allowed"},
-		{"denied-only.test", fetchv1.ErrorCode_ERROR_CODE_BLOCKED, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.host, func(t *testing.T) {
-			// A Fetcher per case: every fetch resolves and dials anew.
-			f := newFetcher(t, Config{Policy: policy, Resolver: resolver})
-			url := "http://" + net.JoinHostPort(tt.host, strconv.Itoa(port)) + "/"
-			before := allowedConns.Load()
-			resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
-			wantCode(t, url, resp, tt.wantCode)
-			if string(resp.GetBody()) != tt.wantBody {
-				t.Errorf("Fetch(%q) body = %q, want %q", url, resp.GetBody(), tt.wantBody)
-			}
-			t.Logf("Fetch(%q) with answer %v: status %d, error %v, allowed upstream connections +%d",
-				url, records[tt.host+"."], resp.GetStatusCode(), resp.GetError(), allowedConns.Load()-before)
-			if n := deniedConns.Load(); n != 0 {
-				t.Fatalf("denied upstream saw %d connections, want 0", n)
-			}
-			if got, want := allowedConns.Load()-before, int64(len(tt.wantBody)/len("allowed")); got != want {
-				t.Errorf("Fetch(%q): allowed upstream saw %d new connections, want %d", url, got, want)
-			}
+	forEachEngine(t, func(t *testing.T, engine Engine) {
+		port, allowedConns, deniedConns, policy := rebindSetup(t)
+		records := map[string][]netip.Addr{
+			"allowed-first.test.": {allowedAddr, deniedAddr},
+			"denied-first.test.":  {deniedAddr, allowedAddr},
+			"denied-only.test.":   {deniedAddr, netip.MustParseAddr("169.254.169.254")},
+		}
+		resolver, _ := startDNSFunc(t, func(name string, _ dnsmessage.Type) ([]netip.Addr, bool) {
+			addrs, ok := records[name]
+			return addrs, ok
 		})
-	}
+		tests := []struct {
+			host     string
+			wantCode fetchv1.ErrorCode
+			wantBody string
+		}{
+			{"allowed-first.test", fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED, "allowed"},
+			{"denied-first.test", fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED, "allowed"},
+			{"denied-only.test", fetchv1.ErrorCode_ERROR_CODE_BLOCKED, ""},
+		}
+		for _, tt := range tests {
+			t.Run(tt.host, func(t *testing.T) {
+				// A Fetcher per case: every fetch resolves and dials anew.
+				f := newFetcher(t, engine, Config{Policy: policy, Resolver: resolver})
+				url := "http://" + net.JoinHostPort(tt.host, strconv.Itoa(port)) + "/"
+				before := allowedConns.Load()
+				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+				wantCode(t, url, resp, tt.wantCode)
+				if string(resp.GetBody()) != tt.wantBody {
+					t.Errorf("Fetch(%q) body = %q, want %q", url, resp.GetBody(), tt.wantBody)
+				}
+				t.Logf("Fetch(%q) with answer %v: status %d, error %v, allowed upstream connections +%d",
+					url, records[tt.host+"."], resp.GetStatusCode(), resp.GetError(), allowedConns.Load()-before)
+				if n := deniedConns.Load(); n != 0 {
+					t.Fatalf("denied upstream saw %d connections, want 0", n)
+				}
+				if got, want := allowedConns.Load()-before, int64(len(tt.wantBody)/len("allowed")); got != want {
+					t.Errorf("Fetch(%q): allowed upstream saw %d new connections, want %d", url, got, want)
+				}
+			})
+		}
+	})
 }

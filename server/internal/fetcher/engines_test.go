@@ -23,20 +23,27 @@ import (
 // which -run would read as a subtest level).
 var engineNames = map[Engine]string{EngineLean: "lean", EngineNetHTTP: "nethttp"}
 
+// engines are the HTTP engines every test that fetches runs with.
+var engines = []Engine{EngineLean, EngineNetHTTP}
+
 // forEachEngine runs test as a parallel subtest per HTTP engine, so that
-// one `go test` covers both; under -nethttp only net/http runs, as
-// newFetcher forces it anyway.
+// one `go test` covers both.
 func forEachEngine(t *testing.T, test func(t *testing.T, engine Engine)) {
 	t.Helper()
-	engines := []Engine{EngineLean, EngineNetHTTP}
-	if *netHTTP {
-		engines = engines[1:]
-	}
 	for _, e := range engines {
 		t.Run(engineNames[e], func(t *testing.T) {
 			t.Parallel()
 			test(t, e)
 		})
+	}
+}
+
+// forEachEngineInTurn is forEachEngine for a test that needs the package to
+// itself: the subtests run one after the other.
+func forEachEngineInTurn(t *testing.T, test func(t *testing.T, engine Engine)) {
+	t.Helper()
+	for _, e := range engines {
+		t.Run(engineNames[e], func(t *testing.T) { test(t, e) })
 	}
 }
 
@@ -79,7 +86,7 @@ func TestFetchEarlyResponse(t *testing.T) {
 					io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 12\r\n\r\nunauthorized")
 				})
 				t.Cleanup(func() { close(done) }) // before the upstream's cleanup, which waits for its handler
-				f := newFetcher(t, loopbackWith(Config{Engine: engine}))
+				f := newFetcher(t, engine, loopbackWith(Config{}))
 				req := &fetchv1.FetchRequest{Url: url, Method: "POST", Body: bytes.Repeat([]byte("b"), tt.body)}
 				ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Second)
 				defer cancel()
@@ -106,47 +113,49 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // retry, not a bad response.
 func TestFetchHTTP2ConnectionLost(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		method  string
-		body    []byte
-		handler http.HandlerFunc
-	}{
-		{
-			name: "closed mid-body", method: http.MethodGet,
-			handler: func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Length", "1000")
-				w.WriteHeader(http.StatusOK)
-				io.WriteString(w, "partial")
-				w.(http.Flusher).Flush()
-				r.Context().Value(connKey{}).(net.Conn).Close()
+	forEachEngine(t, func(t *testing.T, engine Engine) {
+		tests := []struct {
+			name    string
+			method  string
+			body    []byte
+			handler http.HandlerFunc
+		}{
+			{
+				name: "closed mid-body", method: http.MethodGet,
+				handler: func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Length", "1000")
+					w.WriteHeader(http.StatusOK)
+					io.WriteString(w, "partial")
+					w.(http.Flusher).Flush()
+					r.Context().Value(connKey{}).(net.Conn).Close()
+				},
 			},
-		},
-		{
-			name: "closed before the head, request body unread", method: http.MethodPost,
-			body: bytes.Repeat([]byte("b"), 4<<20),
-			handler: func(w http.ResponseWriter, r *http.Request) {
-				r.Context().Value(connKey{}).(net.Conn).Close()
+			{
+				name: "closed before the head, request body unread", method: http.MethodPost,
+				body: bytes.Repeat([]byte("b"), 4<<20),
+				handler: func(w http.ResponseWriter, r *http.Request) {
+					r.Context().Value(connKey{}).(net.Conn).Close()
+				},
 			},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			srv := httptest.NewUnstartedServer(tt.handler)
-			srv.EnableHTTP2 = true
-			srv.Config.ConnContext = connContext
-			srv.Config.ErrorLog = quietLog
-			srv.StartTLS()
-			t.Cleanup(srv.Close)
-			pool := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-			f := newFetcher(t, loopbackWith(Config{RootCAs: pool}))
-			req := &fetchv1.FetchRequest{Url: srv.URL, Method: tt.method, Body: tt.body, Timeout: durationpb.New(5 * time.Second)}
-			resp := doFetch(testCtx(t), t, f, req, testLimits)
-			t.Logf("Fetch(%q) = %d, error %v", srv.URL, resp.GetStatusCode(), resp.GetError())
-			wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE)
-		})
-	}
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				srv := httptest.NewUnstartedServer(tt.handler)
+				srv.EnableHTTP2 = true
+				srv.Config.ConnContext = connContext
+				srv.Config.ErrorLog = quietLog
+				srv.StartTLS()
+				t.Cleanup(srv.Close)
+				pool := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+				f := newFetcher(t, engine, loopbackWith(Config{RootCAs: pool}))
+				req := &fetchv1.FetchRequest{Url: srv.URL, Method: tt.method, Body: tt.body, Timeout: durationpb.New(5 * time.Second)}
+				resp := doFetch(testCtx(t), t, f, req, testLimits)
+				t.Logf("Fetch(%q) = %d, error %v", srv.URL, resp.GetStatusCode(), resp.GetError())
+				wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE)
+			})
+		}
+	})
 }
 
 // TestFetchGzipBroken: a gzip body that is complete by its framing but not
@@ -182,7 +191,7 @@ func TestFetchGzipBroken(t *testing.T) {
 						silent(c)
 					}
 				})
-				f := newFetcher(t, loopbackWith(Config{Engine: engine}))
+				f := newFetcher(t, engine, loopbackWith(Config{}))
 				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url, Timeout: durationpb.New(5 * time.Second)}, testLimits)
 				t.Logf("Fetch(%q) = %d, %d bytes, error %v", url, resp.GetStatusCode(), len(resp.GetBody()), resp.GetError())
 				wantCode(t, url, resp, tt.want)
@@ -261,7 +270,7 @@ func TestFetchEnginesAgree(t *testing.T) {
 						silent(c)
 					}
 				})
-				f := newFetcher(t, loopbackWith(Config{Engine: engine}))
+				f := newFetcher(t, engine, loopbackWith(Config{}))
 				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url, Timeout: durationpb.New(5 * time.Second)}, testLimits)
 				t.Logf("Fetch(%q) = %d, %d bytes, error %v", url, resp.GetStatusCode(), len(resp.GetBody()), resp.GetError())
 				wantCode(t, url, resp, tt.want)
@@ -283,27 +292,29 @@ func TestFetchEnginesAgree(t *testing.T) {
 // HTTP/1.1.
 func TestFetchGzipHTTP2(t *testing.T) {
 	t.Parallel()
-	decoded := []byte(strings.Repeat("hello, h2 gzip ", 100))
-	wire := gzipped(t, decoded)
-	ae := make(chan []string, 1)
-	srv := startTLSServer(t, func(w http.ResponseWriter, r *http.Request) {
-		ae <- r.Header.Values("Accept-Encoding")
-		w.Header().Set("Content-Encoding", "gzip")
-		w.Write(wire)
-	}, true)
-	f := newFetcher(t, loopbackWith(Config{RootCAs: srv.pool}))
-	resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
-	wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
-	if !bytes.Equal(resp.GetBody(), decoded) {
-		t.Errorf("Fetch(%q) body = %.20q (%d bytes), want the decoded %d bytes", srv.URL, resp.GetBody(), len(resp.GetBody()), len(decoded))
-	}
-	if ce := headerValues(resp, "Content-Encoding"); len(ce) != 0 {
-		t.Errorf("Fetch(%q) Content-Encoding = %q, want none: the body is decoded", srv.URL, ce)
-	}
-	if got := <-ae; !slices.Equal(got, []string{"gzip"}) {
-		t.Errorf("upstream Accept-Encoding = %q, want %q", got, "gzip")
-	}
-	if srv.h2Requests.Load() != 1 {
-		t.Errorf("upstream served %d HTTP/2 requests, want 1", srv.h2Requests.Load())
-	}
+	forEachEngine(t, func(t *testing.T, engine Engine) {
+		decoded := []byte(strings.Repeat("hello, h2 gzip ", 100))
+		wire := gzipped(t, decoded)
+		ae := make(chan []string, 1)
+		srv := startTLSServer(t, func(w http.ResponseWriter, r *http.Request) {
+			ae <- r.Header.Values("Accept-Encoding")
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write(wire)
+		}, true)
+		f := newFetcher(t, engine, loopbackWith(Config{RootCAs: srv.pool}))
+		resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
+		wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
+		if !bytes.Equal(resp.GetBody(), decoded) {
+			t.Errorf("Fetch(%q) body = %.20q (%d bytes), want the decoded %d bytes", srv.URL, resp.GetBody(), len(resp.GetBody()), len(decoded))
+		}
+		if ce := headerValues(resp, "Content-Encoding"); len(ce) != 0 {
+			t.Errorf("Fetch(%q) Content-Encoding = %q, want none: the body is decoded", srv.URL, ce)
+		}
+		if got := <-ae; !slices.Equal(got, []string{"gzip"}) {
+			t.Errorf("upstream Accept-Encoding = %q, want %q", got, "gzip")
+		}
+		if srv.h2Requests.Load() != 1 {
+			t.Errorf("upstream served %d HTTP/2 requests, want 1", srv.h2Requests.Load())
+		}
+	})
 }

@@ -106,27 +106,29 @@ func TestLoadRootCAs(t *testing.T) {
 // holding its certificate.
 func TestFetchTLSLoadRootCAs(t *testing.T) {
 	t.Parallel()
-	srv, _ := startTLS(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "internal CA") })
-	pool, err := LoadRootCAs(writePEM(t, certBlock(srv.Certificate())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tt := range []struct {
-		name     string
-		cfg      Config
-		wantCode fetchv1.ErrorCode
-		wantBody string
-	}{
-		{"system roots", Config{Policy: loopbackPolicy()}, fetchv1.ErrorCode_ERROR_CODE_TLS_FAILURE, ""},
-		{"LoadRootCAs", Config{Policy: loopbackPolicy(), RootCAs: pool}, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED, "internal CA"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newFetcher(t, tt.cfg)
-			resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
-			wantCode(t, srv.URL, resp, tt.wantCode)
-			if string(resp.GetBody()) != tt.wantBody {
-				t.Errorf("Fetch(%q) body = %q, want %q", srv.URL, resp.GetBody(), tt.wantBody)
-			}
-		})
-	}
+	forEachEngine(t, func(t *testing.T, engine Engine) {
+		srv, _ := startTLS(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "internal CA") })
+		pool, err := LoadRootCAs(writePEM(t, certBlock(srv.Certificate())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			name     string
+			cfg      Config
+			wantCode fetchv1.ErrorCode
+			wantBody string
+		}{
+			{"system roots", Config{Policy: loopbackPolicy()}, fetchv1.ErrorCode_ERROR_CODE_TLS_FAILURE, ""},
+			{"LoadRootCAs", Config{Policy: loopbackPolicy(), RootCAs: pool}, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED, "internal CA"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				f := newFetcher(t, engine, tt.cfg)
+				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
+				wantCode(t, srv.URL, resp, tt.wantCode)
+				if string(resp.GetBody()) != tt.wantBody {
+					t.Errorf("Fetch(%q) body = %q, want %q", srv.URL, resp.GetBody(), tt.wantBody)
+				}
+			})
+		}
+	})
 }
