@@ -13,6 +13,7 @@ import (
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -75,8 +76,8 @@ func TestCompletionAndInputOrderAgree(t *testing.T) {
 	c := newClient(t, b.addr, client.WithWindow(64))
 	jobs := jobsFor(up, 300, "")
 
-	unordered := collect(t, c.Fetch(testCtx(t), slices.Values(jobs)), len(jobs))
-	ordered := collect(t, c.FetchOrdered(testCtx(t), slices.Values(jobs)), len(jobs))
+	unordered := collect(t, c.Fetch(testctx.New(t), slices.Values(jobs)), len(jobs))
+	ordered := collect(t, c.FetchOrdered(testctx.New(t), slices.Values(jobs)), len(jobs))
 
 	inOrder := true
 	for i, r := range unordered {
@@ -124,7 +125,7 @@ func TestLazyInputAndEarlyStop(t *testing.T) {
 		}
 	}
 	n := 0
-	for r, err := range c.Fetch(testCtx(t), endless) {
+	for r, err := range c.Fetch(testctx.New(t), endless) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +164,7 @@ func TestInputOrderSlowHeadBoundsMemory(t *testing.T) {
 	var head *client.Result
 	go func() {
 		n := 0
-		for r, err := range c.FetchOrdered(testCtx(t), jobs) {
+		for r, err := range c.FetchOrdered(testctx.New(t), jobs) {
 			if err != nil {
 				done <- err
 				return

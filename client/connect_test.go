@@ -11,6 +11,7 @@ import (
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -141,7 +142,7 @@ func TestOneBackendUnreachable(t *testing.T) {
 	up := testupstream.New(t)
 	b := startBackend(t)
 	c := newClient(t, closedAddr(t)+","+b.addr)
-	for _, r := range collect(t, c.FetchOrdered(testCtx(t), slices.Values(jobsFor(up, 20, ""))), 20) {
+	for _, r := range collect(t, c.FetchOrdered(testctx.New(t), slices.Values(jobsFor(up, 20, ""))), 20) {
 		if r.GetError() != nil {
 			t.Errorf("result %d: error %v, want none", r.GetIndex(), r.GetError())
 		}
@@ -162,7 +163,7 @@ func TestUnavailable(t *testing.T) {
 	}()
 	var results []*client.Result
 	var callErr error
-	for r, err := range c.FetchOrdered(testCtx(t), slices.Values([]*client.Job{client.Get(up.URL + "/?hang=1")})) {
+	for r, err := range c.FetchOrdered(testctx.New(t), slices.Values([]*client.Job{client.Get(up.URL + "/?hang=1")})) {
 		if err != nil {
 			callErr = err
 			continue
@@ -184,11 +185,11 @@ func TestUnreachableThenBack(t *testing.T) {
 	up := testupstream.New(t)
 	addr := closedAddr(t)
 	c := newClient(t, addr, client.WithBackoff(time.Second, 5*time.Second))
-	for _, err := range c.Fetch(testCtx(t), slices.Values(jobsFor(up, 1, ""))) {
+	for _, err := range c.Fetch(testctx.New(t), slices.Values(jobsFor(up, 1, ""))) {
 		if !errors.Is(err, client.ErrUnreachable) {
 			t.Fatalf("first call: Fetch(%s) = %v, want ErrUnreachable", addr, err)
 		}
 	}
 	startBackendAt(t, addr)
-	collect(t, c.Fetch(testCtx(t), slices.Values(jobsFor(up, 5, ""))), 5)
+	collect(t, c.Fetch(testctx.New(t), slices.Values(jobsFor(up, 5, ""))), 5)
 }

@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -156,13 +155,6 @@ func (p *process) kill() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.cmd.Wait()
 	<-p.logs
-}
-
-func testCtx(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	tb.Cleanup(cancel)
-	return ctx
 }
 
 func waitFor(tb testing.TB, what string, cond func() bool) {

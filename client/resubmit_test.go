@@ -10,6 +10,7 @@ import (
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 	"github.com/fetchd/fetchd/server"
 )
@@ -37,7 +38,7 @@ func TestResubmitAfterSIGKILL(t *testing.T) {
 		startProcess(t, addr)
 	}()
 	seen := make([]bool, n)
-	for r, err := range c.Fetch(testCtx(t), slices.Values(jobs)) {
+	for r, err := range c.Fetch(testctx.New(t), slices.Values(jobs)) {
 		if err != nil {
 			t.Fatalf("call error after %d results: %v", got.Load(), err)
 		}
@@ -82,7 +83,7 @@ func TestManyBackends(t *testing.T) {
 		bs[1].kill()
 	}()
 	for _, r := range collect(t, func(yield func(*client.Result, error) bool) {
-		for r, err := range c.Fetch(testCtx(t), slices.Values(jobs)) {
+		for r, err := range c.Fetch(testctx.New(t), slices.Values(jobs)) {
 			got.Add(1)
 			if !yield(r, err) {
 				return
@@ -134,7 +135,7 @@ func TestNonIdempotent(t *testing.T) {
 				b.kill()
 				startBackendAt(t, b.addr)
 			}()
-			rs := collect(t, c.FetchOrdered(testCtx(t), slices.Values(jobs)), 2)
+			rs := collect(t, c.FetchOrdered(testctx.New(t), slices.Values(jobs)), 2)
 			if got := rs[0].GetError().GetCode(); got != tt.wantCode {
 				t.Errorf("POST result error = %v, want %v", rs[0].GetError(), tt.wantCode)
 			}
@@ -165,7 +166,7 @@ func TestDrainResubmitsUnstartedPosts(t *testing.T) {
 		waitFor(t, "the draining backend to fetch", func() bool { return up.Agent("draining") == 1 })
 		draining.srv.Drain()
 	}()
-	for _, r := range collect(t, c.Fetch(testCtx(t), slices.Values(jobs)), len(jobs)) {
+	for _, r := range collect(t, c.Fetch(testctx.New(t), slices.Values(jobs)), len(jobs)) {
 		if r.GetStatusCode() != http.StatusOK {
 			t.Errorf("result %d: status %d error %v; want 200", r.GetIndex(), r.GetStatusCode(), r.GetError())
 		}

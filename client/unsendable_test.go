@@ -7,6 +7,7 @@ import (
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -23,9 +24,9 @@ func TestInvalidUTF8Job(t *testing.T) {
 		{Url: up.URL + "/?size=2", Id: "last"},
 	}
 	for _, ordered := range []bool{false, true} {
-		seq := c.Fetch(testCtx(t), slices.Values(jobs))
+		seq := c.Fetch(testctx.New(t), slices.Values(jobs))
 		if ordered {
-			seq = c.FetchOrdered(testCtx(t), slices.Values(jobs))
+			seq = c.FetchOrdered(testctx.New(t), slices.Values(jobs))
 		}
 		for _, r := range collect(t, seq, len(jobs)) {
 			want := fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED
@@ -54,7 +55,7 @@ func TestJobOverMessageLimit(t *testing.T) {
 		{Url: up.URL + "/", Method: "POST", Body: make([]byte, 5<<20)},
 		{Url: up.URL + "/?size=2", Method: "POST", Body: []byte("small")},
 	}
-	for _, r := range collect(t, c.FetchOrdered(testCtx(t), slices.Values(jobs)), len(jobs)) {
+	for _, r := range collect(t, c.FetchOrdered(testctx.New(t), slices.Values(jobs)), len(jobs)) {
 		want := fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED
 		if r.GetIndex() == 1 {
 			want = fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST

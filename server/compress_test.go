@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/stats"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -64,7 +65,7 @@ func TestGzip(t *testing.T) {
 	}
 	defer conn.Close()
 	job := &fetchv1.FetchRequest{Url: up.URL + "/?size=20000", Id: strings.Repeat("a", 20000)}
-	res, err := fetchAll(testCtx(t), t, fetchv1.NewFetchServiceClient(conn), []*fetchv1.FetchRequest{job})
+	res, err := fetchAll(testctx.New(t), t, fetchv1.NewFetchServiceClient(conn), []*fetchv1.FetchRequest{job})
 	if err != nil || len(res) != 1 || res[0].GetStatusCode() != 200 || len(res[0].GetBody()) != 20000 {
 		t.Fatalf("compressed Fetch: %d results, %v; want one 200 with a 20000-byte body", len(res), err)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -114,7 +115,7 @@ func rawConn(tb testing.TB) *grpc.ClientConn {
 func TestInvalidUTF8Job(t *testing.T) {
 	up := testupstream.New(t)
 	conn := rawConn(t)
-	ctx := testCtx(t)
+	ctx := testctx.New(t)
 	desc := &grpc.StreamDesc{StreamName: "Fetch", ServerStreams: true, ClientStreams: true}
 	cs, err := conn.NewStream(ctx, desc, "/fetch.v1.FetchService/Fetch", grpc.ForceCodec(rawCodec{}))
 	if err != nil {
@@ -183,7 +184,7 @@ func TestInvalidUTF8BatchJob(t *testing.T) {
 	desc := &grpc.StreamDesc{StreamName: "FetchBatch", ServerStreams: true}
 
 	t.Run("bad job", func(t *testing.T) {
-		cs, err := conn.NewStream(testCtx(t), desc, "/fetch.v1.FetchService/FetchBatch", grpc.ForceCodec(rawCodec{}))
+		cs, err := conn.NewStream(testctx.New(t), desc, "/fetch.v1.FetchService/FetchBatch", grpc.ForceCodec(rawCodec{}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +215,7 @@ func TestInvalidUTF8BatchJob(t *testing.T) {
 		}
 	})
 	t.Run("bad options", func(t *testing.T) {
-		cs, err := conn.NewStream(testCtx(t), desc, "/fetch.v1.FetchService/FetchBatch", grpc.ForceCodec(rawCodec{}))
+		cs, err := conn.NewStream(testctx.New(t), desc, "/fetch.v1.FetchService/FetchBatch", grpc.ForceCodec(rawCodec{}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -33,7 +34,7 @@ func TestDrainFinishesQueuedJobs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			up := testupstream.New(t)
 			c, s := startServer(t, WithConcurrency(8), WithHostConcurrency(1))
-			stream, err := c.Fetch(testCtx(t))
+			stream, err := c.Fetch(testctx.New(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,7 +99,7 @@ func TestDrainBatchUnread(t *testing.T) {
 	for range jobs - 1 {
 		req.Jobs = append(req.Jobs, job(up.URL+"/?delay=10ms"))
 	}
-	stream, err := c.FetchBatch(testCtx(t), &req)
+	stream, err := c.FetchBatch(testctx.New(t), &req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -21,7 +22,7 @@ func TestCancelReachesUpstream(t *testing.T) {
 	up := testupstream.New(t)
 	const limit = 5
 	c, s := startServer(t, WithConcurrency(limit))
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(testctx.New(t))
 	stream, err := c.Fetch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +46,7 @@ func TestCancelReachesUpstream(t *testing.T) {
 		}
 		return false
 	})
-	res, err := fetchAll(testCtx(t), t, c, []*fetchv1.FetchRequest{job(up.URL)})
+	res, err := fetchAll(testctx.New(t), t, c, []*fetchv1.FetchRequest{job(up.URL)})
 	if err != nil || len(res) != 1 || res[0].GetStatusCode() != http.StatusOK {
 		t.Errorf("fetch after cancel: %v, %v; want one 200", res, err)
 	}
@@ -62,7 +63,7 @@ func TestSlowReader(t *testing.T) {
 	up := testupstream.New(t)
 	const window = 16
 	c, _ := startServer(t, WithConcurrency(4), WithStreamWindow(window), WithStreamQueue(window))
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(testctx.New(t))
 	defer cancel()
 	stream, err := c.Fetch(ctx)
 	if err != nil {
@@ -131,7 +132,7 @@ func TestDrain(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			up := testupstream.New(t)
 			c, s := startServer(t, WithConcurrency(2))
-			stream, err := c.Fetch(testCtx(t))
+			stream, err := c.Fetch(testctx.New(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,7 +180,7 @@ func TestDrain(t *testing.T) {
 				t.Errorf("upstream hits = %d, want 2", up.Hits())
 			}
 			// New streams are turned away at once.
-			st2, err := c.Fetch(testCtx(t))
+			st2, err := c.Fetch(testctx.New(t))
 			if err != nil {
 				t.Fatal(err)
 			}

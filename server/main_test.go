@@ -71,15 +71,6 @@ func serveConn(tb testing.TB, s *Server, opts ...grpc.ServerOption) *grpc.Client
 	return conn
 }
 
-// testCtx returns a context that ends when tb ends or after a minute, so
-// that no test can hang.
-func testCtx(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
 // fetchAll sends jobs on one Fetch stream, half-closes, and returns the
 // results in arrival order along with the stream's final error.
 func fetchAll(ctx context.Context, tb testing.TB, c fetchv1.FetchServiceClient, jobs []*fetchv1.FetchRequest) ([]*fetchv1.FetchResponse, error) {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 )
@@ -261,7 +262,7 @@ func TestHeadOfLine(t *testing.T) {
 	for i := range 20 {
 		jobs = append(jobs, &fetchv1.FetchRequest{Url: fmt.Sprintf("%s/?i=%d", fast.URL, i), Id: "fast"})
 	}
-	res, err := fetchAll(testCtx(t), t, c, jobs)
+	res, err := fetchAll(testctx.New(t), t, c, jobs)
 	if err != nil || len(res) != len(jobs) {
 		t.Fatalf("Fetch: %d results, %v", len(res), err)
 	}
@@ -288,7 +289,7 @@ func TestHeadOfLine(t *testing.T) {
 func TestHostCapAcrossStreams(t *testing.T) {
 	ups := []*testupstream.Upstream{testupstream.NewAt(t, "127.0.0.2:0"), testupstream.NewAt(t, "127.0.0.3:0"), testupstream.NewAt(t, "127.0.0.4:0")}
 	c, _ := startServer(t, WithHostConcurrency(3), WithConcurrency(64))
-	ctx := testCtx(t)
+	ctx := testctx.New(t)
 	var wg sync.WaitGroup
 	for s := range 4 {
 		wg.Go(func() {
@@ -321,7 +322,7 @@ func TestDedup(t *testing.T) {
 	for i := range jobs {
 		jobs[i] = &fetchv1.FetchRequest{Url: up.URL + "/?delay=300ms&size=7", Id: fmt.Sprint(i)}
 	}
-	res, err := fetchAll(testCtx(t), t, c, jobs)
+	res, err := fetchAll(testctx.New(t), t, c, jobs)
 	if err != nil || len(res) != 100 {
 		t.Fatalf("Fetch: %d results, %v", len(res), err)
 	}
@@ -344,7 +345,7 @@ func TestDedup(t *testing.T) {
 	}
 	// Turned off by the stream: every job fetches.
 	jobs[0].StreamOptions = &fetchv1.StreamOptions{DisableDedup: true}
-	if _, err := fetchAll(testCtx(t), t, c, jobs[:10]); err != nil {
+	if _, err := fetchAll(testctx.New(t), t, c, jobs[:10]); err != nil {
 		t.Fatal(err)
 	}
 	if up.Hits() != 11 {
@@ -357,7 +358,7 @@ func TestDedup(t *testing.T) {
 func TestRetryRealUpstream(t *testing.T) {
 	up := testupstream.New(t)
 	c, _ := startServer(t)
-	res, err := fetchAll(testCtx(t), t, c, []*fetchv1.FetchRequest{
+	res, err := fetchAll(testctx.New(t), t, c, []*fetchv1.FetchRequest{
 		job(up.URL + "/?fail=1&failstatus=429&retryafter=1"),
 		{Url: up.URL + "/?fail=1&failstatus=503&k=post", Method: "POST"},
 	})

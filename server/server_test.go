@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 )
@@ -21,7 +22,7 @@ import (
 func TestCompletionOrder(t *testing.T) {
 	up := testupstream.New(t)
 	c, _ := startServer(t)
-	res, err := fetchAll(testCtx(t), t, c, []*fetchv1.FetchRequest{
+	res, err := fetchAll(testctx.New(t), t, c, []*fetchv1.FetchRequest{
 		{Url: up.URL + "/?delay=300ms", Id: "slow"},
 		{Url: up.URL + "/?delay=50ms", Id: "fast"},
 	})
@@ -67,7 +68,7 @@ func TestExactlyOneResultPerJob(t *testing.T) {
 		}
 		jobs[i] = j
 	}
-	res, err := fetchAll(testCtx(t), t, c, jobs)
+	res, err := fetchAll(testctx.New(t), t, c, jobs)
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -100,7 +101,7 @@ func TestGlobalCapAcrossStreams(t *testing.T) {
 	up := testupstream.New(t)
 	const limit = 8
 	c, _ := startServer(t, WithConcurrency(limit))
-	ctx := testCtx(t)
+	ctx := testctx.New(t)
 	var wg sync.WaitGroup
 	for s := range 5 {
 		wg.Go(func() {
@@ -128,7 +129,7 @@ func TestStreamConcurrencyOption(t *testing.T) {
 		jobs[i] = job(up.URL + "/?delay=10ms")
 	}
 	jobs[0].StreamOptions = &fetchv1.StreamOptions{Concurrency: 3}
-	res, err := fetchAll(testCtx(t), t, c, jobs)
+	res, err := fetchAll(testctx.New(t), t, c, jobs)
 	if err != nil || len(res) != len(jobs) {
 		t.Fatalf("Fetch: %d results, err %v", len(res), err)
 	}
@@ -145,7 +146,7 @@ func TestStreamOptionsLimits(t *testing.T) {
 		{Url: up.URL + "/?delay=5s"},
 		{Url: up.URL + "/?size=5", StreamOptions: &fetchv1.StreamOptions{}},
 	}
-	res, err := fetchAll(testCtx(t), t, c, jobs)
+	res, err := fetchAll(testctx.New(t), t, c, jobs)
 	if err != nil || len(res) != 3 {
 		t.Fatalf("Fetch: %d results, err %v", len(res), err)
 	}
@@ -178,7 +179,7 @@ func TestInvalidJobs(t *testing.T) {
 		{Url: up.URL, Timeout: dur(time.Hour)},
 	}
 	jobs := append(slices.Clone(bad), job(up.URL+"/?size=3"))
-	res, err := fetchAll(testCtx(t), t, c, jobs)
+	res, err := fetchAll(testctx.New(t), t, c, jobs)
 	if err != nil {
 		t.Fatalf("Fetch: %v (bad jobs must not end the stream)", err)
 	}
@@ -209,7 +210,7 @@ func TestFetchBatch(t *testing.T) {
 		req.Jobs = append(req.Jobs, &fetchv1.FetchRequest{Url: up.URL + "/?delay=5ms", Id: fmt.Sprint(i)})
 	}
 	req.Jobs = append(req.Jobs, &fetchv1.FetchRequest{Url: up.URL, StreamOptions: &fetchv1.StreamOptions{}})
-	stream, err := c.FetchBatch(testCtx(t), req)
+	stream, err := c.FetchBatch(testctx.New(t), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestWorkerPanic(t *testing.T) {
 		s.fetcher.Fetch(ctx, j, resp)
 	}
 	c := serveOn(t, s)
-	res, err := fetchAll(testCtx(t), t, c, []*fetchv1.FetchRequest{
+	res, err := fetchAll(testctx.New(t), t, c, []*fetchv1.FetchRequest{
 		job(up.URL + "/?panic=1"), job(up.URL + "/"), job(up.URL + "/?panic=2"),
 	})
 	if err != nil || len(res) != 3 {
@@ -279,7 +280,7 @@ func TestWorkerPanic(t *testing.T) {
 func TestBodyFitsDefaultReceiveLimit(t *testing.T) {
 	up := testupstream.New(t)
 	c, _ := startServer(t) // default -max-body-bytes
-	res, err := fetchAll(testCtx(t), t, c, []*fetchv1.FetchRequest{
+	res, err := fetchAll(testctx.New(t), t, c, []*fetchv1.FetchRequest{
 		job(up.URL + "/?size=6000000"), job(up.URL + "/?size=3"),
 	})
 	if err != nil || len(res) != 2 {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 )
 
 // traceUpstream is an upstream on loopback that records the traceparent
@@ -110,7 +111,7 @@ func TestTracing(t *testing.T) {
 		job("ftp://example.com/"),          // invalid: never fetched, no span
 		job("http://169.254.169.254/meta"), // blocked at dial time
 	}
-	res, err := fetchAll(testCtx(t), t, c, jobs)
+	res, err := fetchAll(testctx.New(t), t, c, jobs)
 	if err != nil || len(res) != len(jobs) {
 		t.Fatalf("Fetch = %d results, %v; want %d, nil", len(res), err, len(jobs))
 	}
@@ -188,7 +189,7 @@ func TestTracingParent(t *testing.T) {
 		callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 		callerSpan  = "00f067aa0ba902b7"
 	)
-	ctx := metadata.AppendToOutgoingContext(testCtx(t), "traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	ctx := metadata.AppendToOutgoingContext(testctx.New(t), "traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
 	jobs := []*fetchv1.FetchRequest{job(up.URL + "/one"), job(up.URL + "/two")}
 	if res, err := fetchAll(ctx, t, c, jobs); err != nil || len(res) != len(jobs) {
 		t.Fatalf("Fetch = %d results, %v; want %d, nil", len(res), err, len(jobs))
@@ -249,7 +250,7 @@ func mustTraceparent(tb testing.TB, up *traceUpstream, path string) string {
 func TestNoTracing(t *testing.T) {
 	up := newTraceUpstream(t)
 	c, _ := startServer(t)
-	ctx := metadata.AppendToOutgoingContext(testCtx(t), "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	ctx := metadata.AppendToOutgoingContext(testctx.New(t), "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	jobs := []*fetchv1.FetchRequest{job(up.URL + "/plain"), job(up.URL + "/redirect")}
 	if res, err := fetchAll(ctx, t, c, jobs); err != nil || len(res) != len(jobs) {
 		t.Fatalf("Fetch = %d results, %v; want %d, nil", len(res), err, len(jobs))

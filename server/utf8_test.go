@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -31,7 +32,7 @@ func TestUpstreamNotUTF8(t *testing.T) {
 	for _, lean := range []bool{true, false} {
 		t.Run(fmt.Sprintf("lean=%v", lean), func(t *testing.T) {
 			c, _ := startServer(t, WithLeanHTTP(lean))
-			res, err := fetchAll(testCtx(t), t, c, []*fetchv1.FetchRequest{
+			res, err := fetchAll(testctx.New(t), t, c, []*fetchv1.FetchRequest{
 				job(up.URL + "file"), job(up.URL + "redirect"), job(up.URL + "last"),
 			})
 			if err != nil || len(res) != 3 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -92,7 +93,7 @@ func TestRunUnreachable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := testCtx(t, 3*time.Second)
+			ctx := testctx.WithTimeout(t, 3*time.Second)
 			var r *ctlRun
 			if tt.stdin {
 				r = runCtlCtx(ctx, t, strings.NewReader(strings.Join(urls, "\n")), nil, tt.args...)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -121,7 +122,7 @@ func TestRunBoundedInput(t *testing.T) {
 	in := &lineGen{prefix: up.URL + "/?tag=bounded&n=", len: lineLen, n: n}
 	out := &aheadWriter{in: in}
 	var stderr syncBuffer
-	err := run(testCtx(t, 60*time.Second), []string{"-addr", addr, "-window", "16"}, in, out, &stderr, func(string) string { return "" })
+	err := run(testctx.WithTimeout(t, 60*time.Second), []string{"-addr", addr, "-window", "16"}, in, out, &stderr, func(string) string { return "" })
 	if err != nil {
 		t.Fatalf("run = %v\n%s", err, stderr.String())
 	}
@@ -152,7 +153,7 @@ func TestRunInterrupt(t *testing.T) {
 		w.Close() // ends the reader goroutine, blocked in Read
 		<-wrote
 	})
-	ctx, cancel := context.WithCancel(testCtx(t, 30*time.Second))
+	ctx, cancel := context.WithCancel(testctx.WithTimeout(t, 30*time.Second))
 	done := make(chan *ctlRun, 1)
 	go func() { done <- runCtlCtx(ctx, t, stdin, nil, "-addr", addr, "-ordered") }()
 	waitFor(t, 10*time.Second, "the hanging job to reach the upstream", func() bool { return up.InFlight() == 1 })

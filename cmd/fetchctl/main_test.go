@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/server"
 )
 
@@ -134,7 +135,7 @@ type ctlRun struct {
 // and maps its error to an exit status as main does.
 func runCtl(tb testing.TB, stdin io.Reader, env map[string]string, args ...string) *ctlRun {
 	tb.Helper()
-	return runCtlCtx(testCtx(tb, 30*time.Second), tb, stdin, env, args...)
+	return runCtlCtx(testctx.WithTimeout(tb, 30*time.Second), tb, stdin, env, args...)
 }
 
 func runCtlCtx(ctx context.Context, tb testing.TB, stdin io.Reader, env map[string]string, args ...string) *ctlRun {
@@ -235,15 +236,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// testCtx returns a context that ends after d or when tb ends, so that no
-// wait can hang.
-func testCtx(tb testing.TB, d time.Duration) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	tb.Cleanup(cancel)
-	return ctx
 }
 
 // waitFor polls cond until it holds, or fails tb after d.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -93,7 +94,7 @@ func startBinary(tb testing.TB, ctx context.Context, env []string, args ...strin
 // and its exit status.
 func runBinary(tb testing.TB, stdin string, env []string, args ...string) *ctlRun {
 	tb.Helper()
-	ctx := testCtx(tb, 60*time.Second)
+	ctx := testctx.WithTimeout(tb, 60*time.Second)
 	start := time.Now()
 	cmd, in, stdout, stderr := startBinary(tb, ctx, env, args...)
 	io.WriteString(in, stdin)
@@ -175,7 +176,7 @@ func TestBinaryInterrupt(t *testing.T) {
 	up := testupstream.New(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			ctx := testCtx(t, 60*time.Second)
+			ctx := testctx.WithTimeout(t, 60*time.Second)
 			args := []string{"-addr", addr}
 			start := time.Now()
 			inFlight := up.InFlight()

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -40,7 +41,7 @@ func TestDrain(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			up := testupstream.New(t)
 			p := startFetchd(t, "-allow-cidr", "127.0.0.0/8", "-drain-timeout", "10s")
-			ctx := testCtx(t, 20*time.Second)
+			ctx := testctx.WithTimeout(t, 20*time.Second)
 			conn := dial(t, p.addr)
 
 			// A Watch stream opened before SIGTERM sees the drain, stays
@@ -130,7 +131,7 @@ func TestDrain(t *testing.T) {
 func TestDrainTimeout(t *testing.T) {
 	up := testupstream.New(t)
 	p := startFetchd(t, "-allow-cidr", "127.0.0.0/8", "-drain-timeout", "200ms")
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testctx.WithTimeout(t, 20*time.Second)
 	stream, err := fetchv1.NewFetchServiceClient(dial(t, p.addr)).Fetch(ctx)
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -65,7 +66,7 @@ func TestDrainEndsHealthWatch(t *testing.T) {
 	if m == nil {
 		t.Fatalf("run log lacks the health address:\n%s", r.log.String())
 	}
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testctx.WithTimeout(t, 30*time.Second)
 	conn := dial(t, r.addr)
 	watchers := map[string]grpc.ServerStreamingClient[healthpb.HealthCheckResponse]{}
 	for name, c := range map[string]*grpc.ClientConn{"main port": conn, "health port": dial(t, m[1])} {
@@ -147,7 +148,7 @@ func TestDrainPorts(t *testing.T) {
 	if m == nil {
 		t.Fatalf("run log lacks the health address:\n%s", r.log.String())
 	}
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testctx.WithTimeout(t, 30*time.Second)
 	conn := dial(t, r.addr)
 	stream, err := fetchv1.NewFetchServiceClient(conn).Fetch(ctx)
 	if err != nil {

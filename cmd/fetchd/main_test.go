@@ -146,15 +146,6 @@ func childEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-// testCtx returns a context that ends when tb ends or after d, so that no
-// wait can hang.
-func testCtx(tb testing.TB, d time.Duration) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
 // waitFor polls cond until it holds, or fails tb after d.
 func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	tb.Helper()

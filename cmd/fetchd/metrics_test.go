@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -161,7 +162,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("run log lacks the metrics address:\n%s", r.log.String())
 	}
 	maddr := m[1]
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testctx.WithTimeout(t, 20*time.Second)
 
 	// Before any call, every job code is there at zero.
 	waitMetrics(ctx, t, maddr, []metricCheck{
@@ -295,7 +296,7 @@ func TestMetricsOff(t *testing.T) {
 	}
 
 	// A metrics address that cannot be used is an error before serving.
-	ctx := testCtx(t, 5*time.Second)
+	ctx := testctx.WithTimeout(t, 5*time.Second)
 	var stderr logBuffer
 	err := run(ctx, []string{"-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:99999"}, env(nil), io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "metrics listen") {
@@ -319,7 +320,7 @@ type logLine struct {
 func TestJSONLogs(t *testing.T) {
 	up := testupstream.New(t)
 	r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-log-format", "json")
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testctx.WithTimeout(t, 20*time.Second)
 	conn := dial(t, r.addr)
 
 	// A 50-job stream, all OK, and a small one with errors.
@@ -454,7 +455,7 @@ func TestTracingEnv(t *testing.T) {
 			if got := strings.Contains(p.Log(), `msg="tracing on" exporter=console`); got != tt.tracing {
 				t.Errorf("log = %q; tracing on logged: %v, want %v", p.Log(), got, tt.tracing)
 			}
-			ctx := testCtx(t, 10*time.Second)
+			ctx := testctx.WithTimeout(t, 10*time.Second)
 			u := up.URL + "/?tag=" + tt.name
 			res, err := fetchWithMD(ctx, dial(t, p.addr), u, "traceparent", callerParent, "baggage", "tenant=blue")
 			if err != nil || res.GetStatusCode() != 200 {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fetchd/fetchd/internal/testctx"
 )
 
 // fetchd's startup log line, in text and in JSON, with its address.
@@ -152,7 +154,7 @@ func (p *process) WaitLog(tb testing.TB, d time.Duration, s string) {
 func runFetchd(tb testing.TB, d time.Duration, env []string, args ...string) (int, string) {
 	tb.Helper()
 	bin, _ := binaries(tb)
-	ctx := testCtx(tb, d)
+	ctx := testctx.WithTimeout(tb, d)
 	args = append([]string{"-listen", "127.0.0.1:0"}, args...)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = childEnv(env...)
@@ -174,7 +176,7 @@ func runFetchd(tb testing.TB, d time.Duration, env []string, args ...string) (in
 func grpcurl(tb testing.TB, args ...string) (string, error) {
 	tb.Helper()
 	_, bin := binaries(tb)
-	cmd := exec.CommandContext(testCtx(tb, 30*time.Second), bin, args...)
+	cmd := exec.CommandContext(testctx.WithTimeout(tb, 30*time.Second), bin, args...)
 	cmd.Env = childEnv()
 	cmd.WaitDelay = time.Second
 	var stdout, stderr strings.Builder

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -102,7 +103,7 @@ func env(vars map[string]string) func(string) string {
 func TestRunDrainsOnCancel(t *testing.T) {
 	up := testupstream.New(t)
 	r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-drain-timeout", "10s")
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testctx.WithTimeout(t, 20*time.Second)
 	stream, err := fetchv1.NewFetchServiceClient(dial(t, r.addr)).Fetch(ctx)
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
@@ -148,7 +149,7 @@ func TestRunConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := testCtx(t, 10*time.Second)
+			ctx := testctx.WithTimeout(t, 10*time.Second)
 			var stderr logBuffer
 			err := run(ctx, append([]string{"-listen", "127.0.0.1:0"}, tt.args...), env(tt.env), io.Discard, &stderr)
 			if err == nil {
@@ -220,7 +221,7 @@ func TestRunAllowCIDR(t *testing.T) {
 // returns its one result.
 func fetchOne(tb testing.TB, addr, u string) *fetchv1.FetchResponse {
 	tb.Helper()
-	ctx := testCtx(tb, 20*time.Second)
+	ctx := testctx.WithTimeout(tb, 20*time.Second)
 	conn := dial(tb, addr)
 	defer conn.Close()
 	stream, err := fetchv1.NewFetchServiceClient(conn).Fetch(ctx)

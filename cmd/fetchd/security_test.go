@@ -31,6 +31,7 @@ import (
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -302,7 +303,7 @@ func checkTLSCases(t *testing.T, up *testupstream.Upstream, addr string, viaCred
 					opt = client.WithTransportCredentials(credentials.NewTLS(tt.conf))
 				}
 			}
-			ctx := testCtx(t, 10*time.Second)
+			ctx := testctx.WithTimeout(t, 10*time.Second)
 			tag := strings.ReplaceAll(t.Name(), "/", "-")
 
 			u := up.URL + "/?tag=stub-" + tag
@@ -344,7 +345,7 @@ func TestTLS(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				d := tls.Dialer{Config: &tls.Config{RootCAs: pki.roots, MinVersion: tt.min, MaxVersion: tt.max, NextProtos: []string{"h2"}}}
-				conn, err := d.DialContext(testCtx(t, 5*time.Second), "tcp", r.addr)
+				conn, err := d.DialContext(testctx.WithTimeout(t, 5*time.Second), "tcp", r.addr)
 				if err != nil {
 					// A remote error: fetchd refused, not the test's client.
 					if !tt.wantErr || !strings.Contains(err.Error(), "remote error") {
@@ -420,7 +421,7 @@ func TestBearerAuth(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				ctx := testCtx(t, 10*time.Second)
+				ctx := testctx.WithTimeout(t, 10*time.Second)
 				tag := "stub-" + strings.ReplaceAll(tt.name, " ", "-")
 				u := up.URL + "/?tag=" + tag
 				res, err := fetchWithMD(ctx, conn, u, tt.md...)
@@ -441,7 +442,7 @@ func TestBearerAuth(t *testing.T) {
 		}
 
 		// Health stays open: load balancers and probes have no token.
-		ctx := testCtx(t, 10*time.Second)
+		ctx := testctx.WithTimeout(t, 10*time.Second)
 		health := healthpb.NewHealthClient(conn)
 		for _, service := range []string{"", fetchv1.FetchService_ServiceDesc.ServiceName} {
 			res, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
@@ -475,7 +476,7 @@ func TestBearerAuth(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				ctx := testCtx(t, 10*time.Second)
+				ctx := testctx.WithTimeout(t, 10*time.Second)
 				tag := "client-" + strings.ReplaceAll(tt.name, " ", "-")
 				u := up.URL + "/?tag=" + tag
 				res, err := clientFetch(ctx, newTestClient(t, tt.addr, tt.opts...), u)
@@ -589,7 +590,7 @@ func TestBadSecurityConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := testCtx(t, 5*time.Second)
+			ctx := testctx.WithTimeout(t, 5*time.Second)
 			var stderr logBuffer
 			err := run(ctx, append([]string{"-listen", "127.0.0.1:0"}, tt.args...), env(tt.env), io.Discard, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -654,7 +655,7 @@ func TestRateLimit(t *testing.T) {
 
 	t.Run("per token", func(t *testing.T) {
 		r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-rate-limit", "1", "-rate-burst", "3", "-auth-token-file", writeTokens(t))
-		ctx := testCtx(t, 20*time.Second)
+		ctx := testctx.WithTimeout(t, 20*time.Second)
 		conn := dial(t, r.addr) // every call on one connection: the token tells callers apart
 		var streams []grpc.BidiStreamingClient[fetchv1.FetchRequest, fetchv1.FetchResponse]
 		burstStart := time.Now()
@@ -704,7 +705,7 @@ func TestRateLimit(t *testing.T) {
 
 	t.Run("per IP", func(t *testing.T) {
 		r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-rate-limit", "0.5", "-rate-burst", "2")
-		ctx := testCtx(t, 20*time.Second)
+		ctx := testctx.WithTimeout(t, 20*time.Second)
 		first, second := dial(t, r.addr), dial(t, r.addr)
 		for i, conn := range []*grpc.ClientConn{first, second} {
 			if _, err := fetchWithMD(ctx, conn, u); err != nil {
@@ -730,7 +731,7 @@ func TestConnectionLimit(t *testing.T) {
 	up := testupstream.New(t)
 	u := up.URL + "/?size=1"
 	r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-max-connections", "2")
-	ctx := testCtx(t, 20*time.Second)
+	ctx := testctx.WithTimeout(t, 20*time.Second)
 
 	// Two connections, each holding a stream open.
 	var conns []*grpc.ClientConn

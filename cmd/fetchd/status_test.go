@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -103,7 +104,7 @@ func TestStreamEndStatus(t *testing.T) {
 			},
 		},
 	}
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testctx.WithTimeout(t, 30*time.Second)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(statusLine.FindAllStringSubmatch(r.log.String(), -1))

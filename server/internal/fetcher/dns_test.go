@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/server/internal/egress"
 )
 
@@ -162,7 +163,7 @@ func TestFetchDNS(t *testing.T) {
 				url := "http://" + net.JoinHostPort(tt.host, strconv.Itoa(port)) + "/"
 				f := newFetcher(t, engine, tt.cfg)
 				before := queries.Load()
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 				wantCode(t, url, resp, tt.wantCode)
 				if string(resp.GetBody()) != tt.wantBody {
 					t.Errorf("Fetch(%q) body = %q, want %q", url, resp.GetBody(), tt.wantBody)
@@ -240,7 +241,7 @@ func TestFetchDNSRebinding(t *testing.T) {
 		f := newFetcher(t, engine, Config{Policy: policy, Resolver: resolver})
 		url := "http://rebind.test:" + strconv.Itoa(port) + "/"
 
-		first := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+		first := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 		wantCode(t, url, first, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 		if first.GetStatusCode() != 200 || string(first.GetBody()) != "allowed" {
 			t.Fatalf("first Fetch(%q) = %d %q, want 200 %q", url, first.GetStatusCode(), first.GetBody(), "allowed")
@@ -248,7 +249,7 @@ func TestFetchDNSRebinding(t *testing.T) {
 		// A fresh connection for the second fetch: it must resolve again.
 		f.Close()
 
-		second := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+		second := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 		wantCode(t, url, second, fetchv1.ErrorCode_ERROR_CODE_BLOCKED)
 		if msg := second.GetError().GetMessage(); !strings.Contains(msg, "127.0.0.1") {
 			t.Errorf("second Fetch(%q).Error.Message = %q, want it to name 127.0.0.1", url, msg)
@@ -298,7 +299,7 @@ func TestFetchDNSMixedAnswers(t *testing.T) {
 				f := newFetcher(t, engine, Config{Policy: policy, Resolver: resolver})
 				url := "http://" + net.JoinHostPort(tt.host, strconv.Itoa(port)) + "/"
 				before := allowedConns.Load()
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 				wantCode(t, url, resp, tt.wantCode)
 				if string(resp.GetBody()) != tt.wantBody {
 					t.Errorf("Fetch(%q) body = %q, want %q", url, resp.GetBody(), tt.wantBody)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 )
 
 // engineNames name the engines' subtests (without the slash of "net/http",
@@ -88,7 +89,7 @@ func TestFetchEarlyResponse(t *testing.T) {
 				t.Cleanup(func() { close(done) }) // before the upstream's cleanup, which waits for its handler
 				f := newFetcher(t, engine, loopbackWith(Config{}))
 				req := &fetchv1.FetchRequest{Url: url, Method: "POST", Body: bytes.Repeat([]byte("b"), tt.body)}
-				ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Second)
+				ctx, cancel := context.WithTimeout(testctx.New(t), 5*time.Second)
 				defer cancel()
 				resp := doFetch(ctx, t, f, req, testLimits)
 				wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
@@ -150,7 +151,7 @@ func TestFetchHTTP2ConnectionLost(t *testing.T) {
 				pool := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 				f := newFetcher(t, engine, loopbackWith(Config{RootCAs: pool}))
 				req := &fetchv1.FetchRequest{Url: srv.URL, Method: tt.method, Body: tt.body, Timeout: durationpb.New(5 * time.Second)}
-				resp := doFetch(testCtx(t), t, f, req, testLimits)
+				resp := doFetch(testctx.New(t), t, f, req, testLimits)
 				t.Logf("Fetch(%q) = %d, error %v", srv.URL, resp.GetStatusCode(), resp.GetError())
 				wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE)
 			})
@@ -192,7 +193,7 @@ func TestFetchGzipBroken(t *testing.T) {
 					}
 				})
 				f := newFetcher(t, engine, loopbackWith(Config{}))
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url, Timeout: durationpb.New(5 * time.Second)}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url, Timeout: durationpb.New(5 * time.Second)}, testLimits)
 				t.Logf("Fetch(%q) = %d, %d bytes, error %v", url, resp.GetStatusCode(), len(resp.GetBody()), resp.GetError())
 				wantCode(t, url, resp, tt.want)
 				if resp.GetStatusCode() != http.StatusOK {
@@ -271,7 +272,7 @@ func TestFetchEnginesAgree(t *testing.T) {
 					}
 				})
 				f := newFetcher(t, engine, loopbackWith(Config{}))
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url, Timeout: durationpb.New(5 * time.Second)}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url, Timeout: durationpb.New(5 * time.Second)}, testLimits)
 				t.Logf("Fetch(%q) = %d, %d bytes, error %v", url, resp.GetStatusCode(), len(resp.GetBody()), resp.GetError())
 				wantCode(t, url, resp, tt.want)
 				if resp.GetStatusCode() != tt.wantStatus {
@@ -302,7 +303,7 @@ func TestFetchGzipHTTP2(t *testing.T) {
 			w.Write(wire)
 		}, true)
 		f := newFetcher(t, engine, loopbackWith(Config{RootCAs: srv.pool}))
-		resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
+		resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
 		wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 		if !bytes.Equal(resp.GetBody(), decoded) {
 			t.Errorf("Fetch(%q) body = %.20q (%d bytes), want the decoded %d bytes", srv.URL, resp.GetBody(), len(resp.GetBody()), len(decoded))

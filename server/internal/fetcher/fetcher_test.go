@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 	"github.com/fetchd/fetchd/server/internal/egress"
 )
@@ -51,15 +52,6 @@ func newFetcher(tb testing.TB, engine Engine, cfg Config) *Fetcher {
 func loopbackFetcher(tb testing.TB, engine Engine) *Fetcher {
 	tb.Helper()
 	return newFetcher(tb, engine, Config{Policy: loopbackPolicy()})
-}
-
-// testCtx returns a context that ends when tb ends or after 30s, so that no
-// test can hang.
-func testCtx(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
 }
 
 // quietLog discards the http.Server's complaints about the misbehaving
@@ -196,7 +188,7 @@ func TestFetchStatus(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				url := fmt.Sprintf("%s/?status=%d&body=%s", srv.URL, tt.status, strings.ReplaceAll(tt.body, " ", "+"))
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 				wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 				if resp.GetStatusCode() != int32(tt.status) {
 					t.Errorf("Fetch(%q).StatusCode = %d, want %d", url, resp.GetStatusCode(), tt.status)
@@ -226,7 +218,7 @@ func TestFetchResponseHeaders(t *testing.T) {
 			io.WriteString(w, "ok")
 		})
 		f := loopbackFetcher(t, engine)
-		resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
+		resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
 		wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 		names := make([]string, 0, len(resp.GetHeaders()))
 		for _, h := range resp.GetHeaders() {
@@ -347,7 +339,7 @@ func TestFetchRequest(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				resp := doFetch(testCtx(t), t, f, tt.req, testLimits)
+				resp := doFetch(testctx.New(t), t, f, tt.req, testLimits)
 				wantCode(t, tt.req.GetUrl(), resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 				if resp.GetStatusCode() != 200 || string(resp.GetBody()) != tt.wantResp {
 					t.Errorf("Fetch(%q) = %d %q, want 200 %q", tt.req.GetUrl(), resp.GetStatusCode(), resp.GetBody(), tt.wantResp)
@@ -374,7 +366,7 @@ func TestFetchConfigUserAgent(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine Engine) {
 		srv, ch := recordingServer(t)
 		f := newFetcher(t, engine, Config{Policy: loopbackPolicy(), UserAgent: "fetchd-test/2"})
-		resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
+		resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
 		wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 		if got := received(t, ch).header.Get("User-Agent"); got != "fetchd-test/2" {
 			t.Errorf("upstream User-Agent = %q, want %q", got, "fetchd-test/2")
@@ -425,7 +417,7 @@ func TestFetchBodyCap(t *testing.T) {
 				url := fmt.Sprintf("%s/?size=%d&chunked=%v", srv.URL, tt.size, tt.chunked)
 				lim := testLimits
 				lim.MaxBodyBytes = tt.maxBody
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, lim)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, lim)
 				wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 				if len(resp.GetBody()) != tt.wantLen || resp.GetTruncated() != tt.wantTruncated {
 					t.Errorf("Fetch(%q) = %d bytes, truncated %v; want %d, %v", url, len(resp.GetBody()), resp.GetTruncated(), tt.wantLen, tt.wantTruncated)
@@ -456,7 +448,7 @@ func TestFetchBlockedByDefault(t *testing.T) {
 			// tests send no DNS query off loopback.
 		} {
 			t.Run(url, func(t *testing.T) {
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 				wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_BLOCKED)
 				if resp.GetStatusCode() != 0 || len(resp.GetBody()) != 0 || resp.GetFinalUrl() != "" {
 					t.Errorf("Fetch(%q) = status %d, body %q, final URL %q; want no response", url, resp.GetStatusCode(), resp.GetBody(), resp.GetFinalUrl())
@@ -481,7 +473,7 @@ func TestFetchRedirectToMetadataBlocked(t *testing.T) {
 		// address is not.
 		f := newFetcher(t, engine, Config{Policy: egress.NewPolicy(egress.AllowCIDRs(netip.MustParsePrefix("127.0.0.0/8")))})
 		start := time.Now()
-		resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
+		resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
 		wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_BLOCKED)
 		if msg := resp.GetError().GetMessage(); !strings.Contains(msg, "169.254.169.254") {
 			t.Errorf("Fetch(%q).Error.Message = %q, want it to name 169.254.169.254", srv.URL, msg)
@@ -567,7 +559,7 @@ func TestFetchConnectionFailure(t *testing.T) {
 				t.Parallel()
 				url := "http://" + tt.addr(t) + "/"
 				f := loopbackFetcher(t, engine)
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 				wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE)
 				if resp.GetStatusCode() != tt.wantStatus || string(resp.GetBody()) != tt.wantBody {
 					t.Errorf("Fetch(%q) = %d %q, want %d %q", url, resp.GetStatusCode(), resp.GetBody(), tt.wantStatus, tt.wantBody)
@@ -600,7 +592,7 @@ func TestFetchLyingContentLength(t *testing.T) {
 							t.Fatalf("Fetch(%q) with MaxBody %d panicked: %v; want a CONNECTION_FAILURE result", url, max, p)
 						}
 					}()
-					resp = doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, lim)
+					resp = doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, lim)
 				}()
 				wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_CONNECTION_FAILURE)
 				if resp.GetStatusCode() != 200 || string(resp.GetBody()) != "hello" {
@@ -655,7 +647,7 @@ func TestFetchTimeout(t *testing.T) {
 				f := loopbackFetcher(t, engine)
 				req := &fetchv1.FetchRequest{Url: srv.URL, Timeout: durationpb.New(tt.timeout)}
 				start := time.Now()
-				resp := doFetch(testCtx(t), t, f, req, testLimits)
+				resp := doFetch(testctx.New(t), t, f, req, testLimits)
 				elapsed := time.Since(start)
 				wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_TIMEOUT)
 				if elapsed > 1500*time.Millisecond {
@@ -672,7 +664,7 @@ func TestFetchTimeout(t *testing.T) {
 func TestFetchCancelled(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, engine Engine) {
-		ctx, cancel := context.WithCancel(testCtx(t))
+		ctx, cancel := context.WithCancel(testctx.New(t))
 		defer cancel()
 		upstreamDone := make(chan bool, 1) // true if the upstream saw its request end
 		srv, _ := startHTTP(t, func(w http.ResponseWriter, r *http.Request) {
@@ -716,7 +708,7 @@ func TestFetchTLS(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				f := newFetcher(t, engine, tt.cfg)
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
 				wantCode(t, srv.URL, resp, tt.wantCode)
 				if string(resp.GetBody()) != tt.wantBody {
 					t.Errorf("Fetch(%q) body = %q, want %q", srv.URL, resp.GetBody(), tt.wantBody)
@@ -728,7 +720,7 @@ func TestFetchTLS(t *testing.T) {
 			plain, _ := startHTTP(t, func(w http.ResponseWriter, r *http.Request) {})
 			f := loopbackFetcher(t, engine)
 			url := strings.Replace(plain.URL, "http://", "https://", 1)
-			resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+			resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 			wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_TLS_FAILURE)
 		})
 	})
@@ -788,7 +780,7 @@ func TestFetchBadResponse(t *testing.T) {
 				t.Parallel()
 				url := "http://" + tt.addr(t) + "/"
 				f := newFetcher(t, engine, tt.cfg)
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 				wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_BAD_RESPONSE)
 			})
 		}
@@ -857,7 +849,7 @@ func TestFetchRedirect(t *testing.T) {
 				hits.Store(0)
 				url := srv.URL + tt.path
 				req := &fetchv1.FetchRequest{Url: url, Method: tt.method, Body: []byte(tt.body)}
-				resp := doFetch(testCtx(t), t, f, req, testLimits)
+				resp := doFetch(testctx.New(t), t, f, req, testLimits)
 				wantCode(t, url, resp, tt.wantCode)
 				if string(resp.GetBody()) != tt.wantBody {
 					t.Errorf("Fetch(%q) body = %q, want %q", url, resp.GetBody(), tt.wantBody)
@@ -935,7 +927,7 @@ func TestFetchRedirectHeaders(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				url := srv.URL + tt.path
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url, Headers: headers}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url, Headers: headers}, testLimits)
 				wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 				if resp.GetFinalUrl() != tt.wantFinal {
 					t.Errorf("Fetch(%q).FinalUrl = %q, want %q", url, resp.GetFinalUrl(), tt.wantFinal)
@@ -1017,7 +1009,7 @@ func TestFetchGzip(t *testing.T) {
 				if tt.acceptEncoding != "" {
 					req.Headers = hdrs("Accept-Encoding", tt.acceptEncoding)
 				}
-				resp := doFetch(testCtx(t), t, f, req, lim)
+				resp := doFetch(testctx.New(t), t, f, req, lim)
 				wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 				if len(resp.GetBody()) != tt.wantLen || resp.GetTruncated() != tt.wantTruncated {
 					t.Errorf("Fetch(%q) = %d bytes, truncated %v; want %d, %v (%d bytes on the wire)",
@@ -1071,7 +1063,7 @@ func TestFetchRedirectCap(t *testing.T) {
 				hits.Store(0)
 				f := newFetcher(t, engine, Config{Policy: loopbackPolicy(), MaxRedirects: tt.maxRedirects})
 				url := fmt.Sprintf("%s/hop/%d", srv.URL, tt.hops)
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 				wantCode(t, url, resp, tt.wantCode)
 				if got := hits.Load(); got != tt.wantHits {
 					t.Errorf("Fetch(%q) with MaxRedirects %d: upstream saw %d requests, want %d", url, tt.maxRedirects, got, tt.wantHits)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 )
 
 // drip writes s to w one byte at a time, one every interval, and stops
@@ -296,7 +297,7 @@ func TestFetchHostile(t *testing.T) {
 					lim.MaxBodyBytes = tt.maxBody
 				}
 				start := time.Now()
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url, Timeout: durationpb.New(tt.timeout)}, lim)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url, Timeout: durationpb.New(tt.timeout)}, lim)
 				elapsed := time.Since(start)
 				t.Logf("Fetch(%q) = %d, %d bytes, truncated %v, error %v, after %v",
 					url, resp.GetStatusCode(), len(resp.GetBody()), resp.GetTruncated(), resp.GetError(), elapsed.Round(time.Millisecond))
@@ -381,7 +382,7 @@ func TestFetchIdleReadTLS(t *testing.T) {
 				}, h2)
 				f := newFetcher(t, engine, loopbackWith(Config{RootCAs: srv.pool, IdleReadTimeout: 100 * time.Millisecond}))
 				start := time.Now()
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL, Timeout: durationpb.New(5 * time.Second)}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: srv.URL, Timeout: durationpb.New(5 * time.Second)}, testLimits)
 				elapsed := time.Since(start)
 				wantCode(t, srv.URL, resp, fetchv1.ErrorCode_ERROR_CODE_TIMEOUT)
 				if resp.GetStatusCode() != 200 {
@@ -432,7 +433,7 @@ func TestFetchIdleReadKeepsPooledConns(t *testing.T) {
 					if i > 0 {
 						time.Sleep(400 * time.Millisecond) // idle in the pool, 4 × IdleReadTimeout
 					}
-					resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
+					resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, testLimits)
 					wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 					if string(resp.GetBody()) != "hello" {
 						t.Errorf("Fetch(%q) #%d body = %q, want %q", url, i+1, resp.GetBody(), "hello")

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 )
 
 // TestFetchMemoryBounded runs 200 fetches at once, with a 64 KiB body cap,
@@ -107,7 +108,7 @@ func TestFetchMemoryBounded(t *testing.T) {
 			finished atomic.Int64
 			early    atomic.Pointer[fetchv1.FetchResponse] // the first fetch that ended before the release
 		)
-		ctx := testCtx(t)
+		ctx := testctx.New(t)
 		start := time.Now()
 		for i := range concurrency {
 			wg.Go(func() {

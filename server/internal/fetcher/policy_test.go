@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/server/internal/egress"
 )
 
@@ -91,7 +92,7 @@ func TestFetchHostLists(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				f := newFetcher(t, engine, Config{Policy: tt.policy, Resolver: resolver})
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: tt.url}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: tt.url}, testLimits)
 				wantCode(t, tt.url, resp, tt.wantCode)
 				if string(resp.GetBody()) != tt.wantBody {
 					t.Errorf("Fetch(%q) body = %q, want %q", tt.url, resp.GetBody(), tt.wantBody)
@@ -146,7 +147,7 @@ func TestFetchPorts(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: tt.url}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: tt.url}, testLimits)
 				wantCode(t, tt.url, resp, tt.wantCode)
 				if string(resp.GetBody()) != tt.wantBody {
 					t.Errorf("Fetch(%q) body = %q, want %q", tt.url, resp.GetBody(), tt.wantBody)

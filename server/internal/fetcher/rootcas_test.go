@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testctx"
 )
 
 // writePEM writes blocks to a file in a temporary directory and returns its
@@ -123,7 +124,7 @@ func TestFetchTLSLoadRootCAs(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				f := newFetcher(t, engine, tt.cfg)
-				resp := doFetch(testCtx(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
+				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: srv.URL}, testLimits)
 				wantCode(t, srv.URL, resp, tt.wantCode)
 				if string(resp.GetBody()) != tt.wantBody {
 					t.Errorf("Fetch(%q) body = %q, want %q", srv.URL, resp.GetBody(), tt.wantBody)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 	"github.com/fetchd/fetchd/server/internal/h1"
 )
@@ -265,7 +266,5 @@ func async(f func() error) <-chan error {
 // sooner: it bounds the damage of a bug to 5 s instead of a hung test.
 func backstop(tb testing.TB) context.Context {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
+	return testctx.WithTimeout(tb, 5*time.Second)
 }
