@@ -184,7 +184,7 @@ func TestInputOrderSlowHeadBoundsMemory(t *testing.T) {
 		}
 		done <- nil
 	}()
-	waitFor(t, "the window to fill behind the slow head", func() bool { return up.Tag("tail") == window-1 })
+	testctx.WaitFor(t, 20*time.Second, "the window to fill behind the slow head", func() bool { return up.Tag("tail") == window-1 })
 	time.Sleep(300 * time.Millisecond) // the client must stay stopped
 	if got := up.Tag("tail"); got != window-1 {
 		t.Errorf("fetched %d tail jobs while the head was pending, want %d (window %d)", got, window-1, window)

@@ -158,7 +158,7 @@ func TestUnavailable(t *testing.T) {
 	b := startBackend(t)
 	c := newClient(t, b.addr, client.WithRetryBudget(3), client.WithBackoff(time.Millisecond, 5*time.Millisecond))
 	go func() {
-		waitFor(t, "the job upstream", func() bool { return up.InFlight() == 1 })
+		testctx.WaitFor(t, 20*time.Second, "the job upstream", func() bool { return up.InFlight() == 1 })
 		b.kill()
 	}()
 	var results []*client.Result

@@ -32,7 +32,7 @@ func TestResubmitAfterSIGKILL(t *testing.T) {
 	restarted := make(chan struct{})
 	go func() {
 		defer close(restarted)
-		waitFor(t, "a third of the results", func() bool { return got.Load() >= n/3 })
+		testctx.WaitFor(t, 20*time.Second, "a third of the results", func() bool { return got.Load() >= n/3 })
 		p.kill()
 		time.Sleep(300 * time.Millisecond)
 		startProcess(t, addr)
@@ -79,7 +79,7 @@ func TestManyBackends(t *testing.T) {
 	}
 	var got atomic.Int64
 	go func() {
-		waitFor(t, "a third of the results", func() bool { return got.Load() >= n/3 })
+		testctx.WaitFor(t, 20*time.Second, "a third of the results", func() bool { return got.Load() >= n/3 })
 		bs[1].kill()
 	}()
 	for _, r := range collect(t, func(yield func(*client.Result, error) bool) {
@@ -131,7 +131,7 @@ func TestNonIdempotent(t *testing.T) {
 				client.Get(up.URL + "/?delay=300ms"),
 			}
 			go func() {
-				waitFor(t, "both jobs upstream", func() bool { return up.InFlight() == 2 })
+				testctx.WaitFor(t, 20*time.Second, "both jobs upstream", func() bool { return up.InFlight() == 2 })
 				b.kill()
 				startBackendAt(t, b.addr)
 			}()
@@ -163,7 +163,7 @@ func TestDrainResubmitsUnstartedPosts(t *testing.T) {
 		jobs[i] = &client.Job{Url: fmt.Sprintf("%s/?delay=50ms&i=%d", up.URL, i), Method: "POST"}
 	}
 	go func() {
-		waitFor(t, "the draining backend to fetch", func() bool { return up.Agent("draining") == 1 })
+		testctx.WaitFor(t, 20*time.Second, "the draining backend to fetch", func() bool { return up.Agent("draining") == 1 })
 		draining.srv.Drain()
 	}()
 	for _, r := range collect(t, c.Fetch(testctx.New(t), slices.Values(jobs)), len(jobs)) {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -51,7 +52,7 @@ func TestDrainFinishesQueuedJobs(t *testing.T) {
 			if r, err := stream.Recv(); err != nil || r.GetError().GetCode() != fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST {
 				t.Fatalf("Recv of the invalid job = %v, %v; want ERROR_CODE_INVALID_REQUEST", r, err)
 			}
-			waitFor(t, "the first job in flight", func() bool { return up.InFlight() == 1 })
+			testctx.WaitFor(t, 10*time.Second, "the first job in flight", func() bool { return up.InFlight() == 1 })
 			if tt.halfClose {
 				stream.CloseSend()
 			}
@@ -104,7 +105,7 @@ func TestDrainBatchUnread(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One job runs, queue jobs wait: the receiver holds the next one back.
-	waitFor(t, "the first job in flight", func() bool { return up.InFlight() == 1 })
+	testctx.WaitFor(t, 10*time.Second, "the first job in flight", func() bool { return up.InFlight() == 1 })
 	s.Drain()
 	var results []*fetchv1.FetchResponse
 	for {

@@ -32,14 +32,14 @@ func TestCancelReachesUpstream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every pool slot busy upstream", func() bool { return up.InFlight() == limit })
+	testctx.WaitFor(t, 10*time.Second, "every pool slot busy upstream", func() bool { return up.InFlight() == limit })
 	cancel()
-	waitFor(t, "upstream to see its requests cancelled", func() bool { return up.Cancelled() == limit })
+	testctx.WaitFor(t, 10*time.Second, "upstream to see its requests cancelled", func() bool { return up.Cancelled() == limit })
 	if _, err := stream.Recv(); status.Code(err) != codes.Canceled {
 		t.Errorf("Recv after cancel = %v, want Canceled", err)
 	}
 	// The stream's pool slots are free again: a new stream gets all of them.
-	waitFor(t, "pool slots released", func() bool {
+	testctx.WaitFor(t, 10*time.Second, "pool slots released", func() bool {
 		if s.pool.TryAcquire(limit) {
 			s.pool.Release(limit)
 			return true
@@ -141,7 +141,7 @@ func TestDrain(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, "jobs in flight", func() bool { return up.InFlight() == 2 })
+			testctx.WaitFor(t, 10*time.Second, "jobs in flight", func() bool { return up.InFlight() == 2 })
 			if tt.halfClose {
 				stream.CloseSend()
 			}

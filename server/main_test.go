@@ -103,18 +103,6 @@ func fetchAll(ctx context.Context, tb testing.TB, c fetchv1.FetchServiceClient, 
 	}
 }
 
-// waitFor polls cond until it holds or tb's patience (10s) runs out.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func job(url string) *fetchv1.FetchRequest { return &fetchv1.FetchRequest{Url: url} }
 
 func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }

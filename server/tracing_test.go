@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
@@ -197,7 +198,7 @@ func TestTracingParent(t *testing.T) {
 	// The server span ends after the handler returns, just after the
 	// client has seen the end of the stream.
 	var call tracetest.SpanStub
-	waitFor(t, "the call's server span", func() bool {
+	testctx.WaitFor(t, 10*time.Second, "the call's server span", func() bool {
 		for _, s := range exp.GetSpans() {
 			if s.SpanKind == trace.SpanKindServer {
 				call = s

@@ -131,7 +131,7 @@ func TestRunLostAfterReached(t *testing.T) {
 	addr, stop := startStoppableBackend(t)
 	inFlight := up.InFlight()
 	go func() {
-		waitFor(t, 20*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() > inFlight })
+		testctx.WaitFor(t, 20*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() > inFlight })
 		stop()
 	}()
 	r := runCtl(t, nil, nil, "-addr", addr, "-retry-budget", "1", up.URL+"/?hang=1")

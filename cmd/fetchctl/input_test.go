@@ -156,7 +156,7 @@ func TestRunInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(testctx.WithTimeout(t, 30*time.Second))
 	done := make(chan *ctlRun, 1)
 	go func() { done <- runCtlCtx(ctx, t, stdin, nil, "-addr", addr, "-ordered") }()
-	waitFor(t, 10*time.Second, "the hanging job to reach the upstream", func() bool { return up.InFlight() == 1 })
+	testctx.WaitFor(t, 10*time.Second, "the hanging job to reach the upstream", func() bool { return up.InFlight() == 1 })
 	cancel()
 	var r *ctlRun
 	select {
@@ -173,5 +173,5 @@ func TestRunInterrupt(t *testing.T) {
 	if r.stdout != "" {
 		t.Errorf("fetchctl -ordered printed %q, want nothing (job 0 never finished)", r.stdout)
 	}
-	waitFor(t, 10*time.Second, "the hanging request to be cancelled", func() bool { return up.InFlight() == 0 })
+	testctx.WaitFor(t, 10*time.Second, "the hanging request to be cancelled", func() bool { return up.InFlight() == 0 })
 }

@@ -183,7 +183,7 @@ func TestBinaryInterrupt(t *testing.T) {
 			cmd, stdin, stdout, stderr := startBinary(t, ctx, nil, args...)
 			defer stdin.Close()
 			io.WriteString(stdin, up.URL+"/?hang=1\n")
-			waitFor(t, 20*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() > inFlight })
+			testctx.WaitFor(t, 20*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() > inFlight })
 			cmd.Process.Signal(sig)
 			r := waitBinary(t, cmd, args, stdout, stderr, start)
 			r.wantCode(t, 1)
@@ -197,5 +197,5 @@ func TestBinaryInterrupt(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 10*time.Second, "the upstream to see the hanging jobs cancelled", func() bool { return up.InFlight() == 0 })
+	testctx.WaitFor(t, 10*time.Second, "the upstream to see the hanging jobs cancelled", func() bool { return up.InFlight() == 0 })
 }

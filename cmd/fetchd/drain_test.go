@@ -63,7 +63,7 @@ func TestDrain(t *testing.T) {
 			if err := stream.Send(&fetchv1.FetchRequest{Url: slow, Id: "slow"}); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
-			waitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
+			testctx.WaitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
 			if tt.halfClose {
 				if err := stream.CloseSend(); err != nil {
 					t.Fatalf("CloseSend: %v", err)
@@ -140,7 +140,7 @@ func TestDrainTimeout(t *testing.T) {
 	if err := stream.Send(&fetchv1.FetchRequest{Url: hang}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
+	testctx.WaitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
 
 	p.Signal(t, syscall.SIGTERM)
 	sigterm := time.Now()
@@ -164,7 +164,7 @@ func TestDrainTimeout(t *testing.T) {
 			t.Errorf("Fetch(%q) = %v, want no result or ERROR_CODE_CANCELLED", hang, r)
 		}
 	}
-	waitFor(t, 2*time.Second, "the upstream to see its request cancelled", func() bool { return up.Cancelled() == 1 })
+	testctx.WaitFor(t, 2*time.Second, "the upstream to see its request cancelled", func() bool { return up.Cancelled() == 1 })
 	if !strings.Contains(p.Log(), "drain timeout") {
 		t.Errorf("fetchd log lacks the drain timeout warning")
 	}

@@ -25,7 +25,7 @@ import (
 func TestHealthListen(t *testing.T) {
 	r := startRun(t, env(nil), "-health-listen", "127.0.0.1:0")
 	var addr string
-	waitFor(t, 5*time.Second, "the health listener", func() bool {
+	testctx.WaitFor(t, 5*time.Second, "the health listener", func() bool {
 		m := healthListening.FindStringSubmatch(r.log.String())
 		if m != nil {
 			addr = m[1]
@@ -103,7 +103,7 @@ func TestDrainEndsHealthWatch(t *testing.T) {
 	if err := stream.CloseSend(); err != nil {
 		t.Fatalf("CloseSend: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
+	testctx.WaitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
 
 	r.cancel() // as SIGTERM does in main
 	for name, w := range watchers {
@@ -159,17 +159,17 @@ func TestDrainPorts(t *testing.T) {
 		t.Fatalf("Send: %v", err)
 	}
 	stream.CloseSend()
-	waitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
+	testctx.WaitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
 
 	r.cancel() // as SIGTERM does in main
-	waitFor(t, 5*time.Second, "the drain to start", func() bool { return strings.Contains(r.log.String(), "msg=draining") })
+	testctx.WaitFor(t, 5*time.Second, "the drain to start", func() bool { return strings.Contains(r.log.String(), "msg=draining") })
 	check := func(c *grpc.ClientConn) (healthpb.HealthCheckResponse_ServingStatus, error) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		resp, err := healthpb.NewHealthClient(c).Check(cctx, &healthpb.HealthCheckRequest{})
 		return resp.GetStatus(), err
 	}
-	waitFor(t, 5*time.Second, "the health port to say NOT_SERVING", func() bool {
+	testctx.WaitFor(t, 5*time.Second, "the health port to say NOT_SERVING", func() bool {
 		s, err := check(dial(t, m[1]))
 		return err == nil && s == healthpb.HealthCheckResponse_NOT_SERVING
 	})

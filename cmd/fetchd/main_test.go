@@ -145,15 +145,3 @@ func childEnv(extra ...string) []string {
 	}
 	return append(env, extra...)
 }
-
-// waitFor polls cond until it holds, or fails tb after d.
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -259,7 +259,7 @@ func TestMetrics(t *testing.T) {
 	if err := stream.Send(&fetchv1.FetchRequest{Url: hang}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
+	testctx.WaitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
 	waitMetrics(ctx, t, maddr, []metricCheck{
 		{name: "fetchd_fetches_in_flight", op: "==", want: 1},
 		{name: "fetchd_streams_in_flight", op: "==", want: 1},
@@ -355,7 +355,7 @@ func TestJSONLogs(t *testing.T) {
 	}
 
 	var finished []logLine
-	waitFor(t, 5*time.Second, "two stream finished lines", func() bool {
+	testctx.WaitFor(t, 5*time.Second, "two stream finished lines", func() bool {
 		finished = finished[:0]
 		for _, line := range strings.Split(strings.TrimSpace(r.log.String()), "\n") {
 			var l logLine

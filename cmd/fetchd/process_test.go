@@ -145,7 +145,7 @@ func (p *process) Wait(tb testing.TB, d time.Duration) int {
 // WaitLog waits up to d for the log to contain s.
 func (p *process) WaitLog(tb testing.TB, d time.Duration, s string) {
 	tb.Helper()
-	waitFor(tb, d, "fetchd to log "+s, func() bool { return strings.Contains(p.Log(), s) })
+	testctx.WaitFor(tb, d, "fetchd to log "+s, func() bool { return strings.Contains(p.Log(), s) })
 }
 
 // runFetchd runs the fetchd binary on 127.0.0.1:0 (unless args say

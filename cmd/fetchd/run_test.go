@@ -51,7 +51,7 @@ func startRun(tb testing.TB, getenv func(string) string, args ...string) *runner
 			tb.Logf("run log:\n%s", r.log.String())
 		}
 	})
-	waitFor(tb, 10*time.Second, "run to listen", func() bool {
+	testctx.WaitFor(tb, 10*time.Second, "run to listen", func() bool {
 		select {
 		case <-r.done:
 			tb.Fatalf("run returned %v before listening:\n%s", r.err, r.log.String())
@@ -112,7 +112,7 @@ func TestRunDrainsOnCancel(t *testing.T) {
 	if err := stream.Send(&fetchv1.FetchRequest{Url: slow}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
+	testctx.WaitFor(t, 10*time.Second, "the job to reach the upstream", func() bool { return up.InFlight() == 1 })
 
 	r.cancel() // as SIGTERM does in main
 	res, err := stream.Recv()

@@ -134,7 +134,7 @@ func TestStreamEndStatus(t *testing.T) {
 func checkStatusLine(tb testing.TB, r *runner, before int, want codes.Code) {
 	tb.Helper()
 	var lines [][]string
-	waitFor(tb, 5*time.Second, "the stream's log line", func() bool {
+	testctx.WaitFor(tb, 5*time.Second, "the stream's log line", func() bool {
 		lines = statusLine.FindAllStringSubmatch(r.log.String(), -1)
 		return len(lines) > before
 	})

@@ -1,7 +1,8 @@
-// Package testctx gives a test a context that cannot outlive it, so that no
-// wait in a test can hang: the context ends when the test's cleanups run or
-// after a bound, whichever comes first. It is shared by every package's
-// tests instead of a copy in each.
+// Package testctx bounds the waits of a test, so that none can hang: [New]
+// and [WithTimeout] give a context that ends when the test's cleanups run or
+// after a bound, whichever comes first, and [WaitFor] polls a condition for
+// at most a bound. It is shared by every package's tests instead of a copy
+// in each.
 package testctx
 
 import (
@@ -30,4 +31,17 @@ func WithTimeout(tb testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// WaitFor polls cond every 5 ms until it holds, and fails tb if it does
+// not within d.
+func WaitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

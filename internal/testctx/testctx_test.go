@@ -29,3 +29,13 @@ func TestWithTimeout(t *testing.T) {
 		t.Errorf("WithTimeout's context after the test: Err() = %v, want %v", err, context.Canceled)
 	}
 }
+
+// TestWaitFor: WaitFor returns once the condition holds, polling it again
+// until then.
+func TestWaitFor(t *testing.T) {
+	calls := 0
+	WaitFor(t, time.Minute, "the third call", func() bool { calls++; return calls == 3 })
+	if calls != 3 {
+		t.Errorf("WaitFor polled cond %d times, want 3", calls)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/server/internal/h1"
 )
 
@@ -120,7 +121,7 @@ func TestMaxIdleConnsPerHost(t *testing.T) {
 	if got := srv.opened.Load(); got != n {
 		t.Fatalf("connections for %d concurrent requests = %d, want %d", n, got, n)
 	}
-	waitFor(t, "the transport to close the connections over the per-host cap", func() bool {
+	testctx.WaitFor(t, 5*time.Second, "the transport to close the connections over the per-host cap", func() bool {
 		return srv.closed.Load() == n-perHost
 	})
 	for range perHost {
@@ -143,13 +144,13 @@ func TestMaxIdleConns(t *testing.T) {
 	tr := newTransport(t, &h1.Transport{MaxIdleConns: 1})
 	get(t, tr, a.URL) // idle: the pool is full
 	get(t, tr, b.URL) // closed: no room
-	waitFor(t, "b's connection to be closed by the full pool", func() bool { return b.closed.Load() == 1 })
+	testctx.WaitFor(t, 5*time.Second, "b's connection to be closed by the full pool", func() bool { return b.closed.Load() == 1 })
 	get(t, tr, a.URL)
 	if got := a.opened.Load(); got != 1 {
 		t.Errorf("connections to a = %d, want 1: its idle one reused", got)
 	}
 	tr.CloseIdleConnections()
-	waitFor(t, "a's idle connection to be closed", func() bool { return a.closed.Load() == 1 })
+	testctx.WaitFor(t, 5*time.Second, "a's idle connection to be closed", func() bool { return a.closed.Load() == 1 })
 	get(t, tr, b.URL)
 	get(t, tr, b.URL)
 	if got := b.opened.Load(); got != 2 {
@@ -164,7 +165,7 @@ func TestIdleConnTimeout(t *testing.T) {
 	a, b := startServer(t, ok), startServer(t, ok)
 	tr := newTransport(t, &h1.Transport{IdleConnTimeout: 250 * time.Millisecond, MaxIdleConns: 1})
 	get(t, tr, a.URL)
-	waitFor(t, "the idle connection to time out", func() bool { return a.closed.Load() == 1 })
+	testctx.WaitFor(t, 5*time.Second, "the idle connection to time out", func() bool { return a.closed.Load() == 1 })
 	get(t, tr, b.URL)
 	get(t, tr, b.URL)
 	if got := b.opened.Load(); got != 1 {
@@ -185,7 +186,7 @@ func TestCloseIdleConnections(t *testing.T) {
 	drain(t, x)
 	drain(t, y)
 	tr.CloseIdleConnections()
-	waitFor(t, "the two idle connections to be closed", func() bool { return srv.closed.Load() == 2 })
+	testctx.WaitFor(t, 5*time.Second, "the two idle connections to be closed", func() bool { return srv.closed.Load() == 2 })
 	if body := readAll(t, inUse); body != "ok" {
 		t.Errorf("body of the response in use = %q, want %q", body, "ok")
 	}
@@ -414,7 +415,7 @@ func TestPostAfterUpstreamClosedIdle(t *testing.T) {
 	})
 	tr := newTransport(t, &h1.Transport{})
 	get(t, tr, rs.URL)
-	waitFor(t, "the upstream to close its connection", func() bool { return rs.Finished.Load() == 1 })
+	testctx.WaitFor(t, 5*time.Second, "the upstream to close its connection", func() bool { return rs.Finished.Load() == 1 })
 	req := newRequest(t, backstop(t), http.MethodPost, rs.URL, strings.NewReader("payload"))
 	resp, err := tr.RoundTrip(req)
 	if err != nil {

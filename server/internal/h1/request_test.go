@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/server/internal/h1"
 )
 
@@ -421,7 +423,7 @@ func TestInvalidRequest(t *testing.T) {
 			// Every connection dialed is closed by the transport: once
 			// the upstream has seen each one end, it has seen all it
 			// will ever get.
-			waitFor(t, "the upstream to see every connection end", func() bool {
+			testctx.WaitFor(t, 5*time.Second, "the upstream to see every connection end", func() bool {
 				return rs.Finished.Load() == d.calls.Load()
 			})
 			if n := received.Load(); n != 0 {

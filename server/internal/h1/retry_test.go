@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/server/internal/h1"
 )
 
@@ -19,7 +20,7 @@ func TestRetryIdleClosedByUpstream(t *testing.T) {
 	rs := startRaw(t, serveEach(okResp, true)) // one response per connection, then close
 	tr := newTransport(t, &h1.Transport{})
 	get(t, tr, rs.URL)
-	waitFor(t, "the upstream to close its connection", func() bool { return rs.Finished.Load() == 1 })
+	testctx.WaitFor(t, 5*time.Second, "the upstream to close its connection", func() bool { return rs.Finished.Load() == 1 })
 	if got := get(t, tr, rs.URL); got != "ok" {
 		t.Errorf("RoundTrip(%q) = %q, want %q", rs.URL, got, "ok")
 	}
@@ -37,7 +38,7 @@ func TestRetryAllIdleDead(t *testing.T) {
 	a, b := hold(t, tr, rs.URL), hold(t, tr, rs.URL)
 	drain(t, a)
 	drain(t, b) // two idle connections
-	waitFor(t, "the upstream to close both connections", func() bool { return rs.Finished.Load() == 2 })
+	testctx.WaitFor(t, 5*time.Second, "the upstream to close both connections", func() bool { return rs.Finished.Load() == 2 })
 	req := newRequest(t, backstop(t), http.MethodGet, rs.URL, nil)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {

@@ -228,19 +228,6 @@ func drain(tb testing.TB, resp *http.Response) {
 	resp.Body.Close()
 }
 
-// waitFor polls cond until it holds, and fails tb if it does not within
-// 5 s.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // gzipped returns b gzip-compressed.
 func gzipped(tb testing.TB, b []byte) []byte {
 	tb.Helper()
