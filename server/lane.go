@@ -11,7 +11,7 @@ import (
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
-	"github.com/fetchd/fetchd/server/internal/hosts"
+	"github.com/fetchd/fetchd/server/internal/hostlimit"
 	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
@@ -21,7 +21,7 @@ import (
 // hold up the stream's jobs for other hosts.
 type lane struct {
 	name    string
-	host    *hosts.Host
+	host    *hostlimit.Host
 	slots   *semaphore.Weighted // the stream's per-host cap; nil: none
 	limiter *rate.Limiter       // the stream's per-host rate; nil: none
 
