@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// work fetches t, holding what acquireFetch took, and retries it per its
+// policy, giving up every slot while it backs off.
+func (st *stream) work(ctx context.Context, ln *lane, t *task) {
+	start := time.Now()
+	st.attempts(ctx, ln, t, start.Add(t.job.Timeout), 1)
+	if t.resp.GetAttempts() > 1 {
+		t.resp.Duration = durationpb.New(time.Since(start)) // all attempts and waits
+	}
+	st.s.flights.finish(t.key, t.resp)
+	st.done(ln, t.resp)
+}
+
+// attempts runs attempts from number first on, the first already holding
+// its slots, until one is final.
+func (st *stream) attempts(ctx context.Context, ln *lane, t *task, deadline time.Time, first int) {
+	resp := t.resp
+	for attempt := first; ; attempt++ {
+		remaining := time.Until(deadline)
+		job := t.job
+		if remaining < job.Timeout {
+			j := *job
+			j.Timeout = max(remaining, time.Millisecond)
+			job = &j
+		}
+		st.s.fetch(ctx, job, resp)
+		resp.Attempts = uint32(attempt)
+		st.releaseFetch(ln)
+
+		now := time.Now()
+		wait, retryAfter, again := t.policy.Next(resp, job.Method, attempt, now, deadline)
+		if retryAfter > 0 && (resp.GetStatusCode() == 429 || resp.GetStatusCode() == 503) {
+			ln.host.Pause(now.Add(retryAfter))
+		}
+		if !again || ctx.Err() != nil {
+			return
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		}
+		if err := st.acquireFetch(ctx, ln); err != nil {
+			return // the stream ended: the last attempt's result stands
+		}
+		idx, id, url := resp.GetIndex(), resp.GetId(), resp.GetUrl()
+		resp.Reset()
+		resp.Index, resp.Id, resp.Url = idx, id, url
+	}
+}
