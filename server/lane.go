@@ -4,9 +4,6 @@ import (
 	"context"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-	"golang.org/x/time/rate"
-
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 	"github.com/fetchd/fetchd/server/internal/hostlimit"
@@ -18,10 +15,9 @@ import (
 // pool allow; a job waiting for a busy host holds no pool slot and does not
 // hold up the stream's jobs for other hosts.
 type lane struct {
-	name    string
-	host    *hostlimit.Host
-	slots   *semaphore.Weighted // the stream's per-host cap; nil: none
-	limiter *rate.Limiter       // the stream's per-host rate; nil: none
+	name string
+	host *hostlimit.Host // the server's limits for the host, shared by all streams
+	own  *hostlimit.Host // the stream's own limits for the host; nil: none
 
 	// Guarded by stream.mu. A lane lives while it has tasks, its goroutine
 	// or workers: their slots and limits must stay the lane's own.
@@ -50,15 +46,8 @@ func (st *stream) enqueue(ctx, recvCtx context.Context, t *task) bool {
 	ln := st.lanes[t.host]
 	if ln == nil {
 		ln = &lane{name: t.host, host: st.s.hosts.Get(t.host)}
-		if st.hostCap > 0 {
-			ln.slots = semaphore.NewWeighted(int64(st.hostCap))
-		}
-		if st.hostRate > 0 {
-			ln.limiter = st.limiters[t.host]
-			delete(st.limiters, t.host)
-			if ln.limiter == nil {
-				ln.limiter = rate.NewLimiter(rate.Limit(st.hostRate), max(1, int(st.hostRate)))
-			}
+		if st.hosts != nil {
+			ln.own = st.hosts.Get(t.host)
 		}
 		st.lanes[t.host] = ln
 	}
@@ -151,21 +140,15 @@ func (st *stream) dropIdle(ln *lane) {
 	if st.lanes[ln.name] == ln {
 		delete(st.lanes, ln.name)
 	}
+	st.putHosts(ln)
+}
+
+// putHosts gives back the lane's hosts to their registries, which keep a
+// host's pause and a rate bucket not yet refilled for the host's next lane.
+func (st *stream) putHosts(ln *lane) {
 	st.s.hosts.Put(ln.host)
-	if l := ln.limiter; l != nil && l.Tokens() < float64(l.Burst()) {
-		// Keep a bucket not yet refilled for the host's next lane, or the
-		// stream's rate would restart with a full burst.
-		if st.limiters == nil {
-			st.limiters = make(map[string]*rate.Limiter)
-		}
-		if len(st.limiters) >= 1024 {
-			for name, k := range st.limiters {
-				if k.Tokens() >= float64(k.Burst()) {
-					delete(st.limiters, name)
-				}
-			}
-		}
-		st.limiters[ln.name] = l
+	if ln.own != nil {
+		st.hosts.Put(ln.own)
 	}
 }
 

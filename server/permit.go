@@ -11,8 +11,8 @@ import (
 // path takes them in this order, so none can deadlock. On error nothing is
 // held.
 func (st *stream) acquireFetch(ctx context.Context, ln *lane) error {
-	if ln.slots != nil {
-		if err := ln.slots.Acquire(ctx, 1); err != nil {
+	if ln.own != nil {
+		if err := ln.own.Acquire(ctx); err != nil {
 			return err
 		}
 	}
@@ -28,12 +28,12 @@ func (st *stream) acquireFetch(ctx context.Context, ln *lane) error {
 	if err := ln.host.Wait(ctx); err != nil {
 		return fail(err)
 	}
-	if ln.limiter != nil {
-		if err := ln.limiter.Wait(ctx); err != nil {
+	if ln.own != nil {
+		if err := ln.own.Wait(ctx); err != nil {
 			return fail(err)
 		}
 	}
-	if err := st.slots.Acquire(ctx, 1); err != nil {
+	if err := st.fetchCap.Acquire(ctx, 1); err != nil {
 		return fail(err)
 	}
 	held = 3
@@ -61,12 +61,12 @@ func (st *stream) releaseN(ln *lane, n int) {
 		st.s.pool.Release(1)
 	}
 	if n >= 3 {
-		st.slots.Release(1)
+		st.fetchCap.Release(1)
 	}
 	if n >= 2 {
 		ln.host.Release()
 	}
-	if ln.slots != nil {
-		ln.slots.Release(1)
+	if ln.own != nil {
+		ln.own.Release()
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
+	"github.com/fetchd/fetchd/server/internal/hostlimit"
 )
 
 // receive reads jobs until recv fails, the stream ends or the server
@@ -126,7 +127,7 @@ func (st *stream) configure(o *fetchv1.StreamOptions) {
 	if c := int(o.GetConcurrency()); c > 0 && c < conc {
 		conc = c
 	}
-	st.slots = semaphore.NewWeighted(int64(conc))
+	st.fetchCap = semaphore.NewWeighted(int64(conc))
 	st.lim = fetcher.Limits{
 		DefaultTimeout: so.defaultTimeout,
 		MaxTimeout:     so.maxTimeout,
@@ -138,11 +139,16 @@ func (st *stream) configure(o *fetchv1.StreamOptions) {
 	if b := int64(o.GetMaxBodyBytes()); b > 0 && b < so.maxBodyBytes {
 		st.lim.MaxBodyBytes = b
 	}
+	var hostCap int // 0: the server's cap only
 	if c := int(o.GetHostConcurrency()); c > 0 && (so.hostConcurrency == 0 || c < so.hostConcurrency) {
-		st.hostCap = c
+		hostCap = c
 	}
+	var hostRate float64 // 0: the server's rate only
 	if r := o.GetHostRate(); r > 0 {
-		st.hostRate = r
+		hostRate = r
+	}
+	if hostCap > 0 || hostRate > 0 {
+		st.hosts = hostlimit.NewRegistry(hostCap, hostRate)
 	}
 	st.retry = st.s.retryPolicy(o.GetRetry(), nil)
 	st.dedup = so.dedup && !o.GetDisableDedup()

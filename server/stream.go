@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
+	"github.com/fetchd/fetchd/server/internal/hostlimit"
 	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
@@ -41,11 +41,12 @@ type stream struct {
 	// Set by the receiver from the stream options before its first job
 	// starts; read-only after that.
 	lim      fetcher.Limits
-	slots    *semaphore.Weighted // this stream's concurrency
-	hostCap  int                 // this stream's per-host cap; 0: the server's only
-	hostRate float64             // this stream's per-host rate; 0: none
-	retry    retry.Policy        // for jobs that set none
-	dedup    bool
+	fetchCap *semaphore.Weighted // caps this stream's fetches in flight (its concurrency)
+	// hosts holds this stream's own per-host cap and rate, where its
+	// options ask for lower ones than the server's; nil: none.
+	hosts *hostlimit.Registry
+	retry retry.Policy // for jobs that set none
+	dedup bool
 
 	stopRecv context.CancelFunc // ends the receiver's waits
 	read     atomic.Int64       // jobs read
@@ -59,10 +60,7 @@ type stream struct {
 	closed  bool       // no job may start once set
 	noReads bool       // the stream drains: no further job may be read
 	lanes   map[string]*lane
-	// limiters keeps the per-host rate buckets of dropped lanes that are
-	// not yet full.
-	limiters map[string]*rate.Limiter
-	workers  sync.WaitGroup // lanes and workers
+	workers sync.WaitGroup // lanes and workers
 }
 
 // serve runs one stream: jobs come from recv until io.EOF, results go to
@@ -181,7 +179,7 @@ func (st *stream) end() {
 		st.workers.Wait()
 		// Jobs still queued were never started; forget their lanes.
 		for _, ln := range st.lanes {
-			st.s.hosts.Put(ln.host)
+			st.putHosts(ln)
 		}
 		st.lanes = nil
 		close(st.results)
