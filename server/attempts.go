@@ -7,11 +7,11 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// work fetches t, holding what acquireFetch took, and retries it per its
-// policy, giving up every slot while it backs off.
-func (st *stream) work(ctx context.Context, ln *lane, t *task) {
+// work fetches t with the permit p, and retries it per its policy, giving
+// up its permit while it backs off.
+func (st *stream) work(ctx context.Context, ln *lane, t *task, p permit) {
 	start := time.Now()
-	st.attempts(ctx, ln, t, start.Add(t.job.Timeout), 1)
+	st.attempts(ctx, ln, t, p, start.Add(t.job.Timeout), 1)
 	if t.resp.GetAttempts() > 1 {
 		t.resp.Duration = durationpb.New(time.Since(start)) // all attempts and waits
 	}
@@ -19,9 +19,9 @@ func (st *stream) work(ctx context.Context, ln *lane, t *task) {
 	st.done(ln, t.resp)
 }
 
-// attempts runs attempts from number first on, the first already holding
-// its slots, until one is final.
-func (st *stream) attempts(ctx context.Context, ln *lane, t *task, deadline time.Time, first int) {
+// attempts runs attempts from number first on, the first with the permit
+// p, until one is final.
+func (st *stream) attempts(ctx context.Context, ln *lane, t *task, p permit, deadline time.Time, first int) {
 	resp := t.resp
 	for attempt := first; ; attempt++ {
 		remaining := time.Until(deadline)
@@ -33,7 +33,7 @@ func (st *stream) attempts(ctx context.Context, ln *lane, t *task, deadline time
 		}
 		st.s.fetch(ctx, job, resp)
 		resp.Attempts = uint32(attempt)
-		st.releaseFetch(ln)
+		p.release()
 
 		now := time.Now()
 		wait, retryAfter, again := t.policy.Next(resp, job.Method, attempt, now, deadline)
@@ -50,7 +50,8 @@ func (st *stream) attempts(ctx context.Context, ln *lane, t *task, deadline time
 			timer.Stop()
 			return
 		}
-		if err := st.acquireFetch(ctx, ln); err != nil {
+		var err error
+		if p, err = st.acquirePermit(ctx, ln); err != nil {
 			return // the stream ended: the last attempt's result stands
 		}
 		idx, id, url := resp.GetIndex(), resp.GetId(), resp.GetUrl()

@@ -93,12 +93,13 @@ func (st *stream) follow(ctx context.Context, ln *lane, t *task, f *flight) {
 		st.done(ln, t.resp)
 		return
 	}
-	if err := st.acquireFetch(ctx, ln); err != nil {
+	p, err := st.acquirePermit(ctx, ln)
+	if err != nil {
 		t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: err.Error()}
 		st.done(ln, t.resp)
 		return
 	}
-	st.attempts(ctx, ln, t, time.Now().Add(t.job.Timeout), 1)
+	st.attempts(ctx, ln, t, p, time.Now().Add(t.job.Timeout), 1)
 	st.done(ln, t.resp)
 }
 

@@ -20,7 +20,7 @@ type lane struct {
 	own  *hostlimit.Host // the stream's own limits for the host; nil: none
 
 	// Guarded by stream.mu. A lane lives while it has tasks, its goroutine
-	// or workers: their slots and limits must stay the lane's own.
+	// or workers: the hosts their permits hold stay the lane's.
 	tasks   []*task
 	running bool // the lane's goroutine is alive
 	active  int  // workers started by the lane and not finished
@@ -92,15 +92,16 @@ func (st *stream) runLane(ctx, recvCtx context.Context, ln *lane) {
 			continue
 		}
 		start := time.Now()
-		if err := st.acquireFetch(recvCtx, ln); err != nil {
+		p, err := st.acquirePermit(recvCtx, ln)
+		if err != nil {
 			st.s.flights.abandon(t.key)
 			<-st.window
 			continue
 		}
 		st.s.metrics.poolWait.Observe(time.Since(start).Seconds())
 		st.pop(ln)
-		if !st.goWorker(ln, func() { st.work(ctx, ln, t) }) {
-			st.releaseFetch(ln)
+		if !st.goWorker(ln, func() { st.work(ctx, ln, t, p) }) {
+			p.release()
 			st.s.flights.abandon(t.key)
 			<-st.window
 		}

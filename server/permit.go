@@ -2,71 +2,89 @@ package server
 
 import (
 	"context"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/fetchd/fetchd/server/internal/hostlimit"
 )
 
-// acquireFetch takes, in this order, everything one fetch holds: a slot of
-// the stream's per-host cap, one of the host's cap, the host's permission
-// (pause and rate), one of the stream's concurrency, and one of the global
-// pool. The caller holds a window token, taken before all of these; every
-// path takes them in this order, so none can deadlock. On error nothing is
-// held.
-func (st *stream) acquireFetch(ctx context.Context, ln *lane) error {
+// A permit is what one fetch holds while it runs: a slot of the stream's
+// own cap for the host (if the stream set one), a slot of the server's cap
+// for the host, a slot of the stream's cap and one of the global pool. Each
+// field is set once that part is held, so release frees exactly what the
+// permit holds.
+type permit struct {
+	own    *hostlimit.Host     // a slot of the stream's own cap for the host
+	host   *hostlimit.Host     // a slot of the server's cap for the host
+	stream *semaphore.Weighted // a slot of the stream's fetch cap
+	pool   *semaphore.Weighted // a slot of the global pool
+}
+
+// acquirePermit waits for a permit to fetch from ln's host. It takes, in
+// this order: a slot of the stream's own cap for the host, one of the
+// server's, the host's permission (its pause, the server's rate, then the
+// stream's), one of the stream's cap, and one of the global pool, where the
+// stream waits at most one lane at a time. The caller holds a window token,
+// taken before all of these; every path takes them in this order, so none
+// can deadlock. On error the permit holds nothing.
+func (st *stream) acquirePermit(ctx context.Context, ln *lane) (permit, error) {
+	var p permit
 	if ln.own != nil {
 		if err := ln.own.Acquire(ctx); err != nil {
-			return err
+			return permit{}, err
 		}
-	}
-	held := 1
-	fail := func(err error) error {
-		st.releaseN(ln, held)
-		return err
+		p.own = ln.own
 	}
 	if err := ln.host.Acquire(ctx); err != nil {
-		return fail(err)
+		return p.fail(err)
 	}
-	held = 2
+	p.host = ln.host
 	if err := ln.host.Wait(ctx); err != nil {
-		return fail(err)
+		return p.fail(err)
 	}
 	if ln.own != nil {
 		if err := ln.own.Wait(ctx); err != nil {
-			return fail(err)
+			return p.fail(err)
 		}
 	}
 	if err := st.fetchCap.Acquire(ctx, 1); err != nil {
-		return fail(err)
+		return p.fail(err)
 	}
-	held = 3
+	p.stream = st.fetchCap
 	// One waiter per stream at the global pool: streams take turns.
 	select {
 	case st.gate <- struct{}{}:
 	case <-ctx.Done():
-		return fail(ctx.Err())
+		return p.fail(ctx.Err())
 	}
 	err := st.s.pool.Acquire(ctx, 1)
 	<-st.gate
 	if err != nil {
-		return fail(err)
+		return p.fail(err)
 	}
-	return nil
+	p.pool = st.s.pool
+	return p, nil
 }
 
-// releaseFetch frees what acquireFetch took.
-func (st *stream) releaseFetch(ln *lane) { st.releaseN(ln, 4) }
+// fail releases what p holds and returns an empty permit with err.
+func (p *permit) fail(err error) (permit, error) {
+	p.release()
+	return permit{}, err
+}
 
-// releaseN frees the first n of: the lane slot, the host slot, the stream
-// slot, the pool slot.
-func (st *stream) releaseN(ln *lane, n int) {
-	if n >= 4 {
-		st.s.pool.Release(1)
+// release frees what p holds, last taken first, and leaves p empty.
+func (p *permit) release() {
+	if p.pool != nil {
+		p.pool.Release(1)
 	}
-	if n >= 3 {
-		st.fetchCap.Release(1)
+	if p.stream != nil {
+		p.stream.Release(1)
 	}
-	if n >= 2 {
-		ln.host.Release()
+	if p.host != nil {
+		p.host.Release()
 	}
-	if ln.own != nil {
-		ln.own.Release()
+	if p.own != nil {
+		p.own.Release()
 	}
+	*p = permit{}
 }
