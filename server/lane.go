@@ -129,7 +129,7 @@ func (st *stream) done(ln *lane, resp *fetchv1.FetchResponse) {
 	ln.active--
 	st.dropIdle(ln)
 	st.mu.Unlock()
-	st.results <- resp // never blocks: the job holds a window token
+	st.deliver(resp)
 	st.workers.Done()
 }
 

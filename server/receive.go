@@ -181,14 +181,16 @@ func (st *stream) task(in inbound, index uint64, batch bool, resp *fetchv1.Fetch
 	return t, nil
 }
 
-// answer hands over a result that needs no fetch; the caller holds a window
-// token for it. It reports false if the stream has ended.
+// answer hands over the result of a job that needs no fetch (it was
+// refused); the caller holds a window token for it. It reports false, and
+// drops the result, if the stream has ended.
 func (st *stream) answer(resp *fetchv1.FetchResponse) bool {
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.closed {
+	closed := st.closed
+	st.mu.Unlock()
+	if closed {
 		return false
 	}
-	st.results <- resp // never blocks: the job holds a window token
+	st.deliver(resp) // the receiver holds a workers count: results is open
 	return true
 }

@@ -27,7 +27,8 @@ type stream struct {
 	// capacity is the stream window.
 	window chan struct{}
 	// results carries finished jobs to the sender. It has room for the
-	// whole window, so a worker never blocks on it.
+	// whole window, so a worker never blocks on it. Only deliver sends
+	// on it.
 	results chan *fetchv1.FetchResponse
 
 	// queue holds one token per job read and not yet started; its
@@ -184,6 +185,14 @@ func (st *stream) end() {
 		st.lanes = nil
 		close(st.results)
 	})
+}
+
+// deliver hands a finished job's result to the sender: the one path into
+// results, for a fetched, shared or refused job alike. The job holds a
+// window token, so deliver never blocks, and the caller a workers count, so
+// end has not closed results.
+func (st *stream) deliver(resp *fetchv1.FetchResponse) {
+	st.results <- resp
 }
 
 // finish logs the stream's summary and returns its final status. callCtx
