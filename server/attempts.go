@@ -20,7 +20,10 @@ func (st *stream) work(ctx context.Context, ln *lane, t *task, p permit) {
 }
 
 // attempts runs attempts from number first on, the first with the permit
-// p, until one is final.
+// p, until one is final. A retry takes its next permit here, in the
+// worker, not through its lane: the job has started already, so it does
+// not queue behind the lane's jobs not yet started (and could not without
+// waiting for a window token it already holds); see the package doc.
 func (st *stream) attempts(ctx context.Context, ln *lane, t *task, p permit, deadline time.Time, first int) {
 	resp := t.resp
 	for attempt := first; ; attempt++ {
