@@ -67,13 +67,14 @@ func (st *stream) acquirePermit(ctx context.Context, ln *lane) (permit, error) {
 }
 
 // fail releases what p holds and returns an empty permit with err.
-func (p *permit) fail(err error) (permit, error) {
+func (p permit) fail(err error) (permit, error) {
 	p.release()
 	return permit{}, err
 }
 
-// release frees what p holds, last taken first, and leaves p empty.
-func (p *permit) release() {
+// release frees what p holds, last taken first. A permit is released
+// once; a value receiver keeps it a plain value that closures copy.
+func (p permit) release() {
 	if p.pool != nil {
 		p.pool.Release(1)
 	}
@@ -86,5 +87,4 @@ func (p *permit) release() {
 	if p.own != nil {
 		p.own.Release()
 	}
-	*p = permit{}
 }
