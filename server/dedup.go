@@ -1,12 +1,16 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/server/internal/fetcher"
 )
 
 // flights tracks fetches in flight by dedup key, so that identical jobs
@@ -73,3 +77,65 @@ func sortedKeys(h http.Header) []string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// follow waits for the identical job in flight and copies its result. If
+// that job was cancelled (its caller went away), t is fetched after all.
+func (st *stream) follow(ctx context.Context, ln *lane, t *task, f *flight) {
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: ctx.Err().Error()}
+		st.done(ln, t.resp)
+		return
+	}
+	if f.resp.GetError().GetCode() != fetchv1.ErrorCode_ERROR_CODE_CANCELLED || ctx.Err() != nil {
+		copyResult(t.resp, f.resp)
+		st.done(ln, t.resp)
+		return
+	}
+	p, err := st.acquirePermit(ctx, ln)
+	if err != nil {
+		t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: err.Error()}
+		st.done(ln, t.resp)
+		return
+	}
+	st.attempts(ctx, ln, t, p, time.Now().Add(t.job.Timeout), 1)
+	st.done(ln, t.resp)
+}
+
+// copyResult copies the outcome of a shared fetch into dst, keeping dst's
+// own index, id and url.
+func copyResult(dst, src *fetchv1.FetchResponse) {
+	dst.FinalUrl = src.GetFinalUrl()
+	dst.StatusCode = src.GetStatusCode()
+	dst.Headers = src.GetHeaders()
+	dst.Body = src.GetBody()
+	dst.Truncated = src.GetTruncated()
+	dst.Duration = src.GetDuration()
+	dst.Error = src.GetError()
+	dst.Attempts = src.GetAttempts()
+	dst.Shared = true
+}
+
+// dedupKey identifies a job whose result another identical job in flight
+// may share: GET and HEAD without a body, same URL, headers and body cap.
+func dedupKey(j *fetcher.Job) string {
+	if (j.Method != "GET" && j.Method != "HEAD") || len(j.Body) > 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(j.Method)
+	b.WriteByte(' ')
+	b.WriteString(j.URL.String())
+	for _, k := range sortedKeys(j.Header) {
+		for _, v := range j.Header[k] {
+			b.WriteByte('\n')
+			b.WriteString(k)
+			b.WriteByte(':')
+			b.WriteString(v)
+		}
+	}
+	b.WriteString("\ncap:")
+	b.WriteString(itoa(j.MaxBody))
+	return b.String()
+}

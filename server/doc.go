@@ -12,9 +12,11 @@
 // for a lower limit for itself (StreamOptions.concurrency).
 //
 // Each stream queues the jobs it has read per host, in lanes: one goroutine
-// per lane starts the lane's jobs in order as the host's cap
-// ([WithHostConcurrency], shared by all streams), its rate ([WithHostRate])
-// and any pause it asked for (Retry-After) allow. A job waiting for a busy
+// per lane starts the lane's jobs in the order they were read, as the host's
+// cap ([WithHostConcurrency], shared by all streams), its rate
+// ([WithHostRate]) and any pause it asked for (Retry-After) allow, and as
+// the stream's own lower cap and rate for the host
+// (StreamOptions.host_concurrency and host_rate) do. A job waiting for a busy
 // host holds no worker and does not hold up the stream's jobs for other
 // hosts. A stream holds at most [WithStreamQueue] jobs read and not started
 // (cheap: no goroutine, no result yet) and at most [WithStreamWindow] jobs
@@ -37,9 +39,15 @@
 //
 // A job is retried per its RetryPolicy (default [WithRetryAttempts]) after a
 // connection failure, a timeout, or a 429, 502, 503 or 504, with backoff and
-// jitter, honouring Retry-After; while it backs off it holds no worker. A
-// 429 or 503 with Retry-After pauses its host. Identical GET and HEAD jobs
-// in flight at once share one fetch ([WithDedup]).
+// jitter, honouring Retry-After; while it backs off it holds no worker and
+// no slot of any cap. A 429 or 503 with Retry-After pauses its host. A retry
+// is not a new start: it does not go back through its lane, whose order is
+// that of the jobs' first attempts. After its backoff the job's worker waits
+// again, itself, at the same limits in the same order as a lane (the
+// stream's and the server's cap for the host, the host's pause and rates,
+// the stream's concurrency, the pool), beside its lane's next job rather
+// than behind every job still queued in the lane. Identical GET and HEAD
+// jobs in flight at once share one fetch ([WithDedup]).
 //
 // # Draining
 //
@@ -60,3 +68,19 @@
 // ranges are refused (ERROR_CODE_BLOCKED) unless opened with
 // [WithAllowCIDRs].
 package server
+
+// Where the code is, by role:
+//
+//	server.go    the Server: New, Register, Drain, Close, the RPC handlers
+//	options.go   the options and their defaults
+//	stream.go    one stream's lifecycle: serve (the sender), drain, end, deliver
+//	receive.go   the receiver: reading, validating and queueing jobs
+//	lane.go      a lane: one host's queue in a stream, and its goroutine
+//	permit.go    what one fetch holds, taken and released as one permit
+//	attempts.go  a job's attempts: fetch, back off, retry
+//	dedup.go     identical jobs in flight sharing one fetch, and their key
+//	runner.go    warm goroutines for fetch workers
+//
+// The per-host limiter is server/internal/hostlimit: the server keeps one
+// registry of hosts shared by all streams, a stream with lower per-host
+// limits of its own a second one.

@@ -18,7 +18,7 @@ import (
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/egress"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
-	"github.com/fetchd/fetchd/server/internal/hosts"
+	"github.com/fetchd/fetchd/server/internal/hostlimit"
 	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
@@ -33,9 +33,9 @@ type Server struct {
 	fetcher *fetcher.Fetcher
 	log     *slog.Logger
 	metrics *metrics
-	hosts   *hosts.Registry // per-host caps, rates and pauses, shared by all streams
-	runner  *runner         // warm goroutines for fetch workers
-	flights flights         // identical jobs in flight, for dedup
+	hosts   *hostlimit.Registry // per-host caps, rates and pauses, shared by all streams
+	runner  *runner             // warm goroutines for fetch workers
+	flights flights             // identical jobs in flight, for dedup
 
 	drainOnce sync.Once
 	draining  chan struct{} // closed by Drain
@@ -108,7 +108,7 @@ func New(opts ...Option) *Server {
 		fetcher:  f,
 		log:      o.logger,
 		metrics:  m,
-		hosts:    hosts.NewRegistry(o.hostConcurrency, o.hostRate),
+		hosts:    hostlimit.NewRegistry(o.hostConcurrency, o.hostRate),
 		runner:   newRunner(),
 		draining: make(chan struct{}),
 	}

@@ -4,19 +4,18 @@ import (
 	"context"
 	"errors"
 	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
+	"github.com/fetchd/fetchd/server/internal/hostlimit"
 	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
@@ -28,7 +27,8 @@ type stream struct {
 	// capacity is the stream window.
 	window chan struct{}
 	// results carries finished jobs to the sender. It has room for the
-	// whole window, so a worker never blocks on it.
+	// whole window, so a worker never blocks on it. Only deliver sends
+	// on it.
 	results chan *fetchv1.FetchResponse
 
 	// queue holds one token per job read and not yet started; its
@@ -42,11 +42,12 @@ type stream struct {
 	// Set by the receiver from the stream options before its first job
 	// starts; read-only after that.
 	lim      fetcher.Limits
-	slots    *semaphore.Weighted // this stream's concurrency
-	hostCap  int                 // this stream's per-host cap; 0: the server's only
-	hostRate float64             // this stream's per-host rate; 0: none
-	retry    retry.Policy        // for jobs that set none
-	dedup    bool
+	fetchCap *semaphore.Weighted // caps this stream's fetches in flight (its concurrency)
+	// hosts holds this stream's own per-host cap and rate, where its
+	// options ask for lower ones than the server's; nil: none.
+	hosts *hostlimit.Registry
+	retry retry.Policy // for jobs that set none
+	dedup bool
 
 	stopRecv context.CancelFunc // ends the receiver's waits
 	read     atomic.Int64       // jobs read
@@ -60,10 +61,7 @@ type stream struct {
 	closed  bool       // no job may start once set
 	noReads bool       // the stream drains: no further job may be read
 	lanes   map[string]*lane
-	// limiters keeps the per-host rate buckets of dropped lanes that are
-	// not yet full.
-	limiters map[string]*rate.Limiter
-	workers  sync.WaitGroup // lanes and workers
+	workers sync.WaitGroup // lanes and workers
 }
 
 // serve runs one stream: jobs come from recv until io.EOF, results go to
@@ -157,41 +155,6 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 	}
 }
 
-// readJob reads the next job with recv unless the stream drains. For a job
-// it returns, it holds a workers count until the receiver has queued or
-// answered it, so that a drain waits for it; see receive.
-func (st *stream) readJob(recv func() (inbound, error)) (inbound, error) {
-	in, err := recv()
-	if err != nil {
-		return inbound{}, err
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.noReads {
-		return inbound{}, errDraining // read after the drain began: never started
-	}
-	select {
-	case <-st.s.draining:
-		return inbound{}, errDraining
-	default:
-	}
-	if st.closed {
-		return inbound{}, errEnded
-	}
-	st.workers.Add(1)
-	st.holding = true
-	return in, nil
-}
-
-// release gives back the workers count readJob took for the receiver's
-// last job, once that job is queued or answered.
-func (st *stream) release() {
-	if st.holding {
-		st.holding = false
-		st.workers.Done()
-	}
-}
-
 // drain stops the stream reading jobs, waits until every job it has read is
 // answered, then ends it. Call it in its own goroutine.
 func (st *stream) drain() {
@@ -202,6 +165,34 @@ func (st *stream) drain() {
 	// and workers of the jobs read, and the receiver's hold on its last.
 	st.workers.Wait()
 	st.end()
+}
+
+// end stops the stream: no further job starts, the receiver stops
+// waiting, and once every worker has finished the results channel is
+// closed. It runs at most once; call it in its own goroutine, since it
+// waits for workers whose results the sender must drain.
+func (st *stream) end() {
+	st.endOnce.Do(func() {
+		st.mu.Lock()
+		st.closed = true
+		st.mu.Unlock()
+		st.stopRecv()
+		st.workers.Wait()
+		// Jobs still queued were never started; forget their lanes.
+		for _, ln := range st.lanes {
+			st.putHosts(ln)
+		}
+		st.lanes = nil
+		close(st.results)
+	})
+}
+
+// deliver hands a finished job's result to the sender: the one path into
+// results, for a fetched, shared or refused job alike. The job holds a
+// window token, so deliver never blocks, and the caller a workers count, so
+// end has not closed results.
+func (st *stream) deliver(resp *fetchv1.FetchResponse) {
+	st.results <- resp
 }
 
 // finish logs the stream's summary and returns its final status. callCtx
@@ -255,167 +246,6 @@ func callEnded(ctx context.Context) error {
 		return status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
 	}
 	return status.FromContextError(ctx.Err()).Err()
-}
-
-// end stops the stream: no further job starts, the receiver stops
-// waiting, and once every worker has finished the results channel is
-// closed. It runs at most once; call it in its own goroutine, since it
-// waits for workers whose results the sender must drain.
-func (st *stream) end() {
-	st.endOnce.Do(func() {
-		st.mu.Lock()
-		st.closed = true
-		st.mu.Unlock()
-		st.stopRecv()
-		st.workers.Wait()
-		// Jobs still queued were never started; forget their lanes.
-		for _, ln := range st.lanes {
-			st.s.hosts.Put(ln.host)
-		}
-		st.lanes = nil
-		close(st.results)
-	})
-}
-
-// receive reads jobs until recv fails, the stream ends or the server
-// drains. It returns io.EOF once every job has been read (also when the
-// caller half-closes during a drain), errDraining when the server drains
-// and the caller has not half-closed, nil or errEnded when the stream was
-// ended by the sender. recv is readJob's: each job it returns holds a
-// workers count, released once the job is queued or answered. ctx is the
-// stream's context, given to workers; recvCtx also ends when the stream
-// stops, and bounds the waits of the receiver and the lanes.
-func (st *stream) receive(ctx, recvCtx context.Context, recv func() (inbound, error), opts *fetchv1.StreamOptions) error {
-	batch := opts != nil
-	defer st.release()
-	for index := uint64(0); ; index++ {
-		st.release() // the last job read is queued or answered
-		select {
-		case <-st.s.draining:
-			return lastRead(recv)
-		default:
-		}
-		// Take a queue slot before reading, so that a full queue leaves
-		// jobs unread and HTTP/2 flow control pushes back on the caller.
-		select {
-		case st.queue <- struct{}{}:
-		case <-recvCtx.Done():
-			return nil
-		case <-st.s.draining:
-			return lastRead(recv)
-		}
-		in, err := recv()
-		if err != nil {
-			<-st.queue
-			return err
-		}
-		req := in.req
-		st.read.Add(1)
-		if index == 0 {
-			if !batch {
-				opts = req.GetStreamOptions()
-			}
-			st.configure(opts)
-		}
-		resp := &fetchv1.FetchResponse{Index: index, Id: req.GetId(), Url: req.GetUrl()}
-		t, err := st.task(in, index, batch, resp)
-		if err != nil {
-			<-st.queue
-			resp.Error = fetcher.Classify(ctx, err).Proto()
-			select {
-			case st.window <- struct{}{}:
-			case <-recvCtx.Done():
-				return nil
-			}
-			if !st.answer(resp) {
-				return nil
-			}
-			continue
-		}
-		if !st.enqueue(ctx, recvCtx, t) {
-			return nil
-		}
-	}
-}
-
-// lastRead reads once more when the server drains, to learn whether the
-// caller has half-closed: it returns io.EOF if so, errDraining if a job came
-// (readJob drops it: it is never started), or recv's error. It blocks until
-// one of these, or until the stream ends.
-func lastRead(recv func() (inbound, error)) error {
-	if _, err := recv(); err != nil {
-		return err
-	}
-	return errDraining // not reached: readJob returns no job once draining
-}
-
-// configure sets the stream's limits from its options, each only lowering
-// the server's.
-func (st *stream) configure(o *fetchv1.StreamOptions) {
-	so := st.s.opts
-	conc := so.concurrency
-	if c := int(o.GetConcurrency()); c > 0 && c < conc {
-		conc = c
-	}
-	st.slots = semaphore.NewWeighted(int64(conc))
-	st.lim = fetcher.Limits{
-		DefaultTimeout: so.defaultTimeout,
-		MaxTimeout:     so.maxTimeout,
-		MaxBodyBytes:   so.maxBodyBytes,
-	}
-	if t := o.GetTimeout(); t != nil && t.IsValid() && t.AsDuration() > 0 {
-		st.lim.DefaultTimeout = min(t.AsDuration(), so.maxTimeout)
-	}
-	if b := int64(o.GetMaxBodyBytes()); b > 0 && b < so.maxBodyBytes {
-		st.lim.MaxBodyBytes = b
-	}
-	if c := int(o.GetHostConcurrency()); c > 0 && (so.hostConcurrency == 0 || c < so.hostConcurrency) {
-		st.hostCap = c
-	}
-	if r := o.GetHostRate(); r > 0 {
-		st.hostRate = r
-	}
-	st.retry = st.s.retryPolicy(o.GetRetry(), nil)
-	st.dedup = so.dedup && !o.GetDisableDedup()
-}
-
-// task validates a received job and builds its task.
-func (st *stream) task(in inbound, index uint64, batch bool, resp *fetchv1.FetchResponse) (*task, error) {
-	if in.bad != nil {
-		return nil, in.bad
-	}
-	req := in.req
-	if req.GetStreamOptions() != nil && (batch || index > 0) {
-		msg := "stream_options may only be set on the first message of a Fetch stream"
-		if batch {
-			msg = "stream_options may not be set on a job of a batch; use FetchBatchRequest.options"
-		}
-		return nil, &fetcher.Error{Code: fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST, Err: errors.New(msg)}
-	}
-	job, err := fetcher.Validate(req, st.lim)
-	if err != nil {
-		return nil, err
-	}
-	t := &task{job: job, resp: resp, policy: st.retry, host: strings.ToLower(job.URL.Hostname())}
-	if req.GetRetry() != nil {
-		t.policy = st.s.retryPolicy(req.GetRetry(), &st.retry)
-	}
-	if st.dedup {
-		t.key = dedupKey(job)
-	}
-	return t, nil
-}
-
-// answer hands over a result that needs no fetch; the caller holds a window
-// token for it. It reports false if the stream has ended.
-func (st *stream) answer(resp *fetchv1.FetchResponse) bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.closed {
-		return false
-	}
-	st.results <- resp // never blocks: the job holds a window token
-	return true
 }
 
 // errEnded is what readJob returns for a job read after the stream ended

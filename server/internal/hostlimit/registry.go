@@ -1,4 +1,4 @@
-package hosts
+package hostlimit
 
 import (
 	"context"
@@ -34,10 +34,10 @@ func NewRegistry(perHost int, perSecond float64) *Registry {
 
 // Host is the shared state of one host.
 type Host struct {
-	name    string
-	slots   *semaphore.Weighted // nil: no cap
-	limiter *rate.Limiter       // nil: no rate limit
-	refs    int                 // holders, guarded by Registry.mu
+	name     string
+	fetchCap *semaphore.Weighted // caps fetches in flight to the host; nil: no cap
+	limiter  *rate.Limiter       // nil: no rate limit
+	refs     int                 // holders, guarded by Registry.mu
 
 	mu          sync.Mutex // guards pausedUntil
 	pausedUntil time.Time
@@ -51,7 +51,7 @@ func (r *Registry) Get(name string) *Host {
 	if h == nil {
 		h = &Host{name: name}
 		if r.perHost > 0 {
-			h.slots = semaphore.NewWeighted(int64(r.perHost))
+			h.fetchCap = semaphore.NewWeighted(int64(r.perHost))
 		}
 		if r.rate > 0 {
 			h.limiter = rate.NewLimiter(r.rate, r.burst)
@@ -113,16 +113,16 @@ func (h *Host) Name() string { return h.name }
 
 // Acquire waits for a fetch slot of the host.
 func (h *Host) Acquire(ctx context.Context) error {
-	if h.slots == nil {
+	if h.fetchCap == nil {
 		return ctx.Err()
 	}
-	return h.slots.Acquire(ctx, 1)
+	return h.fetchCap.Acquire(ctx, 1)
 }
 
 // Release frees a slot taken by Acquire.
 func (h *Host) Release() {
-	if h.slots != nil {
-		h.slots.Release(1)
+	if h.fetchCap != nil {
+		h.fetchCap.Release(1)
 	}
 }
 
