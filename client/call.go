@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/retry"
 )
 
 // ErrUnavailable is the error a call ends with when no backend could take
@@ -281,6 +281,7 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 	if waitReady {
 		b.cc.ResetConnectBackoff()
 	}
+	backoff := retry.Policy{Base: cl.opts.backoffBase, Max: cl.opts.backoffMax}
 	start := time.Now()
 	for ctx.Err() == nil {
 		if !inputOpen && len(first) == 0 {
@@ -319,7 +320,7 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 				err: fmt.Errorf("%w: %s: %d attempts failed, last: %w", ErrUnavailable, b.addr, failures, err)})
 			return
 		}
-		if !sleep(ctx, backoffDelay(cl.opts, failures)) {
+		if !sleep(ctx, backoff.Backoff(failures)) {
 			return
 		}
 	}
@@ -500,7 +501,7 @@ func (cl *call) requeue(idxs []uint64, unstarted bool) {
 		cl.mu.Unlock()
 		switch {
 		case p == nil:
-		case unstarted || cl.opts.resubmitAnyMethod || idempotent(p.job.GetMethod()):
+		case unstarted || cl.opts.resubmitAnyMethod || retry.Idempotent(p.job.GetMethod()):
 			cl.retry <- idx // never blocks: room for the whole window
 		default:
 			cl.deliver(idx, errorResult(idx, p.job, fetchv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN,
@@ -532,15 +533,6 @@ func errorResult(idx uint64, j *Job, code fetchv1.ErrorCode, msg string) *Result
 func permanent(err error) bool {
 	switch status.Code(err) {
 	case codes.Unauthenticated, codes.PermissionDenied, codes.Unimplemented, codes.InvalidArgument:
-		return true
-	}
-	return false
-}
-
-// idempotent reports whether a job with this method may be sent twice.
-func idempotent(method string) bool {
-	switch strings.ToUpper(method) {
-	case "", "GET", "HEAD", "OPTIONS", "PUT", "DELETE":
 		return true
 	}
 	return false
@@ -584,15 +576,6 @@ func (s *sentJobs) unanswered() []uint64 {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// backoffDelay returns the wait before attempt n+1: exponential with jitter.
-func backoffDelay(o *options, n int) time.Duration {
-	d := o.backoffBase << min(n-1, 20)
-	if d <= 0 || d > o.backoffMax {
-		d = o.backoffMax
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -16,10 +16,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/retry"
 	"github.com/fetchd/fetchd/server/internal/egress"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 	"github.com/fetchd/fetchd/server/internal/hosts"
-	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
 // Server implements [fetchv1.FetchServiceServer]. Create it with [New],
