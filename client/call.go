@@ -27,10 +27,6 @@ import (
 // its jobs within the retry budget.
 var ErrUnavailable = errors.New("client: no fetchd backend available")
 
-// trailerUnstarted mirrors server.TrailerUnstarted: a drained stream's jobs
-// without a result were never started.
-const trailerUnstarted = "fetchd-unstarted"
-
 // Fetch sends jobs to fetchd and yields each result as soon as it arrives
 // (completion order). Result.Index is the job's position in jobs. Jobs are
 // taken from jobs lazily, as the window allows.
@@ -382,7 +378,7 @@ func (cl *call) stream(ctx context.Context, b backend, first []uint64, waitReady
 	if errors.Is(err, io.EOF) {
 		err = fmt.Errorf("%s ended the stream with %d jobs unanswered", b.addr, len(sent.local))
 	}
-	unstarted := slices.Contains(st.Trailer().Get(trailerUnstarted), "true")
+	unstarted := slices.Contains(st.Trailer().Get(retry.TrailerUnstarted), "true")
 	cl.requeue(sent.unanswered(), unstarted)
 	return opened, progress, inputClosed, err
 }

@@ -55,7 +55,7 @@ var _ fetchv1.FetchServiceServer = (*Server)(nil)
 // stream that ends because the server is draining: every job of that
 // stream without a result was never started, so a client may resubmit it
 // elsewhere even if its method is not idempotent.
-const TrailerUnstarted = "fetchd-unstarted"
+const TrailerUnstarted = retry.TrailerUnstarted
 
 // New returns a Server with the given options.
 func New(opts ...Option) *Server {
