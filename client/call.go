@@ -85,16 +85,18 @@ type call struct {
 // every goroutine it started is done.
 func (c *Client) run(ctx context.Context, jobs iter.Seq[*Job], ordered bool, yield func(*Result, error) bool) {
 	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	backends, release, err := c.backends(ctx)
+	if err != nil {
+		yield(nil, err)
+		return
+	}
+	defer release() // after the goroutines below are done
 	var wg sync.WaitGroup
 	defer func() {
 		cancel()
 		wg.Wait()
 	}()
-	backends, err := c.backends(ctx)
-	if err != nil {
-		yield(nil, err)
-		return
-	}
 	if len(backends) == 0 {
 		yield(nil, fmt.Errorf("%w: the target names none", ErrUnavailable))
 		return
