@@ -50,10 +50,12 @@ type Client struct {
 	static   []string // backend addresses, unless dnsHost is set
 	dnsHost  string   // for a dns:/// target: the name resolved on each call
 	dnsPort  string
+	resolve  func(ctx context.Context) ([]string, error) // for a dns:/// target: lookup, or a test's
 
-	mu     sync.Mutex // guards conns and closed
-	conns  map[string]*grpc.ClientConn
-	closed bool
+	mu      sync.Mutex             // guards conns, retired and closed
+	conns   map[string]*pooledConn // by address: the static ones, or the last resolution's
+	retired map[*pooledConn]bool   // dropped by a resolution, still used by a call
+	closed  bool
 }
 
 // New returns a client for target, which names one or more fetchd
@@ -62,7 +64,9 @@ type Client struct {
 //   - one gRPC target, such as "localhost:50051" or "unix:///run/fetchd.sock";
 //   - a comma-separated list of addresses, "10.0.0.1:50051,10.0.0.2:50051";
 //   - "dns:///name:port", resolved anew at the start of every call, each
-//     address a backend (a Kubernetes headless Service, for example).
+//     address a backend (a Kubernetes headless Service, for example); the
+//     connection to an address a resolution no longer returns is closed
+//     once no call uses it.
 //
 // An address is host:port with a numeric port, or a URI whose scheme has a
 // registered gRPC resolver ("unix:///path", "dns://server/name:port",
@@ -83,7 +87,7 @@ func New(target string, opts ...Option) (*Client, error) {
 		}
 		o.creds = insecure.NewCredentials()
 	}
-	c := &Client{opts: o, conns: map[string]*grpc.ClientConn{}}
+	c := &Client{opts: o, conns: map[string]*pooledConn{}, retired: map[*pooledConn]bool{}}
 	c.dialOpts = []grpc.DialOption{
 		grpc.WithTransportCredentials(o.creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvMsgBytes)),
@@ -116,6 +120,7 @@ func New(target string, opts ...Option) (*Client, error) {
 			return nil, fmt.Errorf("%w %q: %w; %s", ErrBadTarget, target, err, targetForms)
 		}
 		c.dnsHost, c.dnsPort = host, port
+		c.resolve = c.lookup
 	default:
 		for _, a := range strings.Split(target, ",") {
 			if a = strings.TrimSpace(a); a == "" {
@@ -128,7 +133,7 @@ func New(target string, opts ...Option) (*Client, error) {
 		}
 	}
 	for _, a := range c.static {
-		if _, err := c.conn(a); err != nil {
+		if _, err := c.connLocked(a); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -170,60 +175,28 @@ func (c *Client) Close() error {
 	defer c.mu.Unlock()
 	c.closed = true
 	var errs []error
-	for a, cc := range c.conns {
-		errs = append(errs, cc.Close())
+	for a, pc := range c.conns {
+		errs = append(errs, pc.cc.Close())
 		delete(c.conns, a)
+	}
+	for pc := range c.retired {
+		errs = append(errs, pc.cc.Close())
+		delete(c.retired, pc)
 	}
 	return errors.Join(errs...)
 }
 
-// conn returns the connection to addr, creating it on first use.
-func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, ErrClosed
-	}
-	if cc, ok := c.conns[addr]; ok {
-		return cc, nil
-	}
-	cc, err := grpc.NewClient(addr, c.dialOpts...)
+// lookup resolves the dns:/// target's name to the addresses of its backends.
+func (c *Client) lookup(ctx context.Context) ([]string, error) {
+	ips, err := net.DefaultResolver.LookupHost(ctx, c.dnsHost)
 	if err != nil {
-		return nil, fmt.Errorf("client: %s: %w", addr, err)
+		return nil, fmt.Errorf("client: resolve %s: %w", c.dnsHost, err)
 	}
-	c.conns[addr] = cc
-	return cc, nil
-}
-
-// backend is one fetchd replica.
-type backend struct {
-	addr string
-	cc   *grpc.ClientConn
-	svc  fetchv1.FetchServiceClient
-}
-
-// backends returns the backends for a new call.
-func (c *Client) backends(ctx context.Context) ([]backend, error) {
-	addrs := c.static
-	if c.dnsHost != "" {
-		ips, err := net.DefaultResolver.LookupHost(ctx, c.dnsHost)
-		if err != nil {
-			return nil, fmt.Errorf("client: resolve %s: %w", c.dnsHost, err)
-		}
-		addrs = make([]string, len(ips))
-		for i, ip := range ips {
-			addrs[i] = net.JoinHostPort(ip, c.dnsPort)
-		}
+	addrs := make([]string, len(ips))
+	for i, ip := range ips {
+		addrs[i] = net.JoinHostPort(ip, c.dnsPort)
 	}
-	bs := make([]backend, 0, len(addrs))
-	for _, a := range addrs {
-		cc, err := c.conn(a)
-		if err != nil {
-			return nil, err
-		}
-		bs = append(bs, backend{addr: a, cc: cc, svc: fetchv1.NewFetchServiceClient(cc)})
-	}
-	return bs, nil
+	return addrs, nil
 }
 
 // bearerToken sends a bearer token on every call, over TLS unless the

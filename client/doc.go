@@ -69,7 +69,8 @@
 //
 // The target may name several fetchd replicas: a comma-separated list, or
 // "dns:///name:port" whose addresses are looked up at the start of every
-// call. A call opens one stream per backend and spreads its jobs over them:
+// call (the connection to an address no longer returned is closed once no
+// call uses it). A call opens one stream per backend and spreads its jobs over them:
 // each stream takes the next job when it is free to send, so faster
 // backends take more. When a backend dies its unanswered jobs move to the
 // others.

@@ -5,9 +5,9 @@ import (
 	"time"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/retry"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 	"github.com/fetchd/fetchd/server/internal/hostlimit"
-	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
 // A lane is a stream's queue of jobs for one host. Each lane has one

@@ -16,10 +16,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/retry"
 	"github.com/fetchd/fetchd/server/internal/egress"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 	"github.com/fetchd/fetchd/server/internal/hostlimit"
-	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
 // Server implements [fetchv1.FetchServiceServer]. Create it with [New],
@@ -55,7 +55,7 @@ var _ fetchv1.FetchServiceServer = (*Server)(nil)
 // stream that ends because the server is draining: every job of that
 // stream without a result was never started, so a client may resubmit it
 // elsewhere even if its method is not idempotent.
-const TrailerUnstarted = "fetchd-unstarted"
+const TrailerUnstarted = retry.TrailerUnstarted
 
 // New returns a Server with the given options.
 func New(opts ...Option) *Server {

@@ -14,9 +14,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/retry"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 	"github.com/fetchd/fetchd/server/internal/hostlimit"
-	"github.com/fetchd/fetchd/server/internal/retry"
 )
 
 // stream is the state of one Fetch or FetchBatch call.

@@ -25,8 +25,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/fetchd/fetchd/internal/callerlimit"
-	"github.com/fetchd/fetchd/internal/tokenauth"
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/callerlimit"
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/tokenauth"
 )
 
 // grpcServerOptions assembles the gRPC server's options from cfg: TLS,

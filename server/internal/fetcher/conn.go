@@ -3,7 +3,6 @@ package fetcher
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fetchd/fetchd/server/internal/h1"
 )
 
 // idleConn is an upstream TCP connection, under TLS if any, whose reads fail
@@ -32,7 +33,7 @@ func (c *idleConn) Read(b []byte) (int, error) {
 	c.rearm()
 	n, err := c.Conn.Read(b)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = &idleReadError{timeout: c.timeout, err: err}
+		err = &h1.IdleReadError{Idle: c.timeout, Err: err} // the error the h1 engine returns too
 	}
 	return n, err
 }
@@ -67,20 +68,6 @@ func (c *idleConn) release() {
 	}
 	c.mu.Unlock()
 }
-
-// idleReadError is the error of a read that met the idle-read deadline. Like
-// the deadline error it wraps, it is a temporary [net.Error] timeout.
-type idleReadError struct {
-	timeout time.Duration
-	err     error
-}
-
-func (e *idleReadError) Error() string {
-	return fmt.Sprintf("upstream sent nothing for %v: %v", e.timeout, e.err)
-}
-func (e *idleReadError) Unwrap() error   { return e.err }
-func (e *idleReadError) Timeout() bool   { return true }
-func (e *idleReadError) Temporary() bool { return true }
 
 // requestConns holds the connections one request uses (net/http may retry it on
 // another), learnt from [httptrace.ClientTrace.GotConn], so that their

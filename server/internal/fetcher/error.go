@@ -74,7 +74,7 @@ func classify(ctx context.Context, err error) fetchv1.ErrorCode {
 		return fetchv1.ErrorCode_ERROR_CODE_DNS_FAILURE
 	case isTLSFailure(err):
 		return fetchv1.ErrorCode_ERROR_CODE_TLS_FAILURE
-	case isTimeout(err):
+	case h1.IsTimeout(err):
 		return fetchv1.ErrorCode_ERROR_CODE_TIMEOUT
 	case isBadResponse(err):
 		// Before the connection errors: a gzip stream that ends early
@@ -212,29 +212,4 @@ func leafMessages(err error, msgs []string) []string {
 		return msgs
 	}
 	return append(msgs, err.Error())
-}
-
-// isTimeout reports whether any error in err's tree says it is a timeout:
-// an outer wrapper such as *url.Error may answer false for a timeout it
-// wraps in another wrapper.
-func isTimeout(err error) bool {
-	for err != nil {
-		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
-			return true
-		}
-		switch x := err.(type) {
-		case interface{ Unwrap() error }:
-			err = x.Unwrap()
-		case interface{ Unwrap() []error }:
-			for _, e := range x.Unwrap() {
-				if isTimeout(e) {
-					return true
-				}
-			}
-			return false
-		default:
-			return false
-		}
-	}
-	return false
 }

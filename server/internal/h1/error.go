@@ -42,6 +42,33 @@ func (e *IdleReadError) Unwrap() error   { return e.Err }
 func (e *IdleReadError) Timeout() bool   { return true }
 func (e *IdleReadError) Temporary() bool { return true }
 
+// IsTimeout reports whether any error in err's tree says it is a timeout
+// (a Timeout method that reports true): the upstream is slow, not gone. It
+// walks the whole tree, as an outer wrapper such as *url.Error may answer
+// false for a timeout it wraps in another wrapper; errors.As would stop at
+// that first [net.Error].
+func IsTimeout(err error) bool {
+	for err != nil {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+			return true
+		}
+		switch x := err.(type) {
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				if IsTimeout(e) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
+}
+
 // errAborted is returned by reads and writes after the request's context
 // ended; the caller reports the context's error instead.
 var errAborted = errors.New("h1: request aborted")

@@ -141,7 +141,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// A pooled connection the upstream had closed fails before any
 		// byte of response: a replayable request is sent again, once.
-		if reused && replayable && attempt == 0 && c.r.n == 0 && ctx.Err() == nil && !isTimeout(err) {
+		if reused && replayable && attempt == 0 && c.r.n == 0 && ctx.Err() == nil && !IsTimeout(err) {
 			if again, ok := rewind(req); ok {
 				send = again
 				continue
@@ -351,10 +351,4 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
-}
-
-// isTimeout reports whether err is a timeout: the upstream is slow, not gone.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
-	"github.com/fetchd/fetchd/internal/tokenauth"
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/tokenauth"
 )
 
 func fromIP(ip string) context.Context {

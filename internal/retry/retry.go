@@ -72,7 +72,10 @@ func (p Policy) Next(r *fetchv1.FetchResponse, method string, attempt int, now, 
 // Backoff returns the wait before attempt+1: a random duration in
 // [d/2, d] where d = Base·2^(attempt-1), capped at Max.
 func (p Policy) Backoff(attempt int) time.Duration {
-	d := p.Base << min(attempt-1, 30)
+	d := p.Base
+	for i := 1; i < attempt && d > 0 && d < p.Max; i++ {
+		d <<= 1 // an overflow turns negative and is capped below
+	}
 	if d <= 0 || d > p.Max {
 		d = p.Max
 	}

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/peer"
 
-	"github.com/fetchd/fetchd/internal/tokenauth"
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/tokenauth"
 )
 
 // idleAfter is how long a caller's bucket is kept without use.
