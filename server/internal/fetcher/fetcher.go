@@ -26,8 +26,21 @@ import (
 	"github.com/fetchd/fetchd/server/internal/h1"
 )
 
+// Defaults of the [Config] fields left zero. The server documents the ones
+// its configuration passes through under the same names.
+const (
+	DefaultConns                  = 256
+	DefaultMaxRedirects           = 10
+	DefaultMaxResponseHeaderBytes = h1.DefaultMaxResponseHeaderBytes
+	DefaultDialTimeout            = 10 * time.Second
+	DefaultTLSHandshakeTimeout    = 10 * time.Second
+	DefaultIdleReadTimeout        = 30 * time.Second
+	DefaultUserAgent              = "fetchd"
+)
+
 // Config configures a [Fetcher]. The zero value works: public addresses only,
-// the defaults below.
+// the defaults above, each applied here once to a field left zero; a
+// setting that can be turned off is off when negative.
 type Config struct {
 	// Policy guards every request: its host name lists and ports are
 	// checked on the URL of the job and of every redirect before anything
@@ -35,17 +48,19 @@ type Config struct {
 	// egress.NewPolicy(), public addresses only.
 	Policy *egress.Policy
 	// Conns sizes the idle connection pool, normally the server's
-	// concurrency. Default 256.
+	// concurrency. Default DefaultConns.
 	Conns int
-	// MaxRedirects is the most redirects followed per job; 0 means the
-	// default 10, a negative value follows none.
+	// MaxRedirects is the most redirects followed per job; a negative
+	// value follows none. Default DefaultMaxRedirects.
 	MaxRedirects int
-	// MaxResponseHeaderBytes caps the response header. Default 64 KiB.
+	// MaxResponseHeaderBytes caps the response header. Default
+	// DefaultMaxResponseHeaderBytes (64 KiB).
 	MaxResponseHeaderBytes int64
-	// DialTimeout bounds each TCP connect. Default 10s.
+	// DialTimeout bounds each TCP connect. Default DefaultDialTimeout.
 	DialTimeout time.Duration
-	// TLSHandshakeTimeout bounds each TLS handshake. Default 10s; never
-	// more than IdleReadTimeout, which covers the handshake too.
+	// TLSHandshakeTimeout bounds each TLS handshake. Default
+	// DefaultTLSHandshakeTimeout; never more than IdleReadTimeout, which
+	// covers the handshake too.
 	TLSHandshakeTimeout time.Duration
 	// IdleReadTimeout fails a job with ERROR_CODE_TIMEOUT when its upstream
 	// connection delivers no byte for this long while the job waits for
@@ -56,7 +71,7 @@ type Config struct {
 	// handshake is a few round trips, so one longer than the idle-read
 	// timeout means a stalled upstream. An HTTP/2 connection is shared: it times out, failing
 	// every job on it, only when the whole connection is silent. Default
-	// 30s; a negative value turns it off.
+	// DefaultIdleReadTimeout; a negative value turns it off.
 	IdleReadTimeout time.Duration
 	// ResponseHeaderTimeout, when positive, bounds the wait for the
 	// response head once the request is written. Default 0: only the job
@@ -65,7 +80,7 @@ type Config struct {
 	// RootCAs, when set, replaces the system roots for upstream TLS; see
 	// [LoadRootCAs] to add an internal CA to the system roots.
 	RootCAs *x509.CertPool
-	// UserAgent is sent when the job sets none. Default "fetchd".
+	// UserAgent is sent when the job sets none. Default DefaultUserAgent.
 	UserAgent string
 	// Resolver resolves host names. Default: net.DefaultResolver.
 	Resolver *net.Resolver
@@ -75,6 +90,45 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Engine chooses what carries plain-http requests. Default EngineLean.
 	Engine Engine
+}
+
+// resolve fills in the defaults of the fields left zero, and turns the
+// negative "off" values into the zero the code below reads as off.
+func (cfg *Config) resolve() {
+	if cfg.Policy == nil {
+		cfg.Policy = egress.NewPolicy()
+	}
+	if cfg.Conns <= 0 {
+		cfg.Conns = DefaultConns
+	}
+	switch {
+	case cfg.MaxRedirects == 0:
+		cfg.MaxRedirects = DefaultMaxRedirects
+	case cfg.MaxRedirects < 0:
+		cfg.MaxRedirects = 0
+	}
+	if cfg.MaxResponseHeaderBytes <= 0 {
+		cfg.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.TLSHandshakeTimeout <= 0 {
+		cfg.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = DefaultUserAgent
+	}
+	switch {
+	case cfg.IdleReadTimeout == 0:
+		cfg.IdleReadTimeout = DefaultIdleReadTimeout
+	case cfg.IdleReadTimeout < 0:
+		cfg.IdleReadTimeout = 0
+	}
+	if cfg.IdleReadTimeout > 0 {
+		cfg.TLSHandshakeTimeout = min(cfg.TLSHandshakeTimeout, cfg.IdleReadTimeout)
+	}
+	cfg.ResponseHeaderTimeout = max(cfg.ResponseHeaderTimeout, 0)
 }
 
 // Engine chooses the HTTP client engine for plain-http requests. https
@@ -112,39 +166,7 @@ type Fetcher struct {
 
 // New returns a Fetcher for cfg.
 func New(cfg Config) *Fetcher {
-	if cfg.Policy == nil {
-		cfg.Policy = egress.NewPolicy()
-	}
-	if cfg.Conns <= 0 {
-		cfg.Conns = 256
-	}
-	switch {
-	case cfg.MaxRedirects == 0:
-		cfg.MaxRedirects = 10
-	case cfg.MaxRedirects < 0:
-		cfg.MaxRedirects = 0
-	}
-	if cfg.MaxResponseHeaderBytes <= 0 {
-		cfg.MaxResponseHeaderBytes = 64 << 10
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = 10 * time.Second
-	}
-	if cfg.TLSHandshakeTimeout <= 0 {
-		cfg.TLSHandshakeTimeout = 10 * time.Second
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = "fetchd"
-	}
-	switch {
-	case cfg.IdleReadTimeout == 0:
-		cfg.IdleReadTimeout = 30 * time.Second
-	case cfg.IdleReadTimeout < 0:
-		cfg.IdleReadTimeout = 0
-	}
-	if cfg.IdleReadTimeout > 0 {
-		cfg.TLSHandshakeTimeout = min(cfg.TLSHandshakeTimeout, cfg.IdleReadTimeout)
-	}
+	cfg.resolve()
 	dialer := &net.Dialer{
 		Timeout:        cfg.DialTimeout,
 		KeepAlive:      30 * time.Second,
@@ -170,7 +192,7 @@ func New(cfg Config) *Fetcher {
 		DialContext:            dial,
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs},
 		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
-		ResponseHeaderTimeout:  max(cfg.ResponseHeaderTimeout, 0),
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           idleConns,
 		MaxIdleConnsPerHost:    cfg.Conns,
@@ -197,7 +219,7 @@ func New(cfg Config) *Fetcher {
 			MaxIdleConnsPerHost:    cfg.Conns,
 			IdleConnTimeout:        idleConnTimeout,
 			IdleReadTimeout:        cfg.IdleReadTimeout,
-			ResponseHeaderTimeout:  max(cfg.ResponseHeaderTimeout, 0),
+			ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
 			MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
 		}
 		rt = router{lean: f.lean, std: rt}
