@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,7 +18,6 @@ import (
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/internal/retry"
-	"github.com/fetchd/fetchd/server/internal/egress"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
 	"github.com/fetchd/fetchd/server/internal/hostlimit"
 )
@@ -57,70 +57,67 @@ var _ fetchv1.FetchServiceServer = (*Server)(nil)
 // elsewhere even if its method is not idempotent.
 const TrailerUnstarted = retry.TrailerUnstarted
 
-// New returns a Server with the given options.
+// New returns a Server configured by opts, each setting one [Config]
+// field. It panics, with a "server: " prefix, only if the metrics of
+// [WithMetrics] are registered already; use [NewFromConfig] for an error
+// instead.
 func New(opts ...Option) *Server {
-	o := defaultOptions
+	var cfg Config
 	for _, opt := range opts {
-		opt(&o)
+		opt(&cfg)
 	}
-	o.resolve()
-	if o.logger == nil {
-		o.logger = slog.Default()
+	// The options' leniency: a default timeout over the maximum is cut.
+	if maxT := orDefault(cfg.MaxTimeout, DefaultMaxTimeout); cfg.DefaultTimeout > maxT {
+		cfg.DefaultTimeout = maxT
 	}
-	idle := o.idleReadTimeout
-	if idle == 0 {
-		idle = -1 // fetcher.Config: negative turns it off
+	s, err := NewFromConfig(cfg)
+	if err != nil {
+		panic("server: " + err.Error())
 	}
-	policy := egress.NewPolicy(
-		egress.AllowCIDRs(o.allowCIDRs...),
-		egress.DenyCIDRs(o.denyCIDRs...),
-		egress.AllowPrivate(o.allowPrivate),
-		egress.AllowPorts(o.allowPorts...),
-		egress.AllowHosts(o.allowHosts...),
-		egress.DenyHosts(o.denyHosts...),
-		egress.Named(egressNames),
-	)
+	return s
+}
+
+// NewFromConfig returns a Server configured by cfg. Its error wraps
+// [ErrConfig] for a field out of range, or is the registerer's if
+// [Config.Metrics] has the metrics registered already.
+func NewFromConfig(cfg Config) (*Server, error) {
+	o, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	m := newMetrics()
+	if cfg.Metrics != nil {
+		if err := register(cfg.Metrics, m.collectors()); err != nil {
+			return nil, err
+		}
+	}
+	policy := cfg.egressPolicy()
 	if policy.PrivateAllowed() {
 		o.logger.Warn("egress policy opens the private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): callers can reach internal services")
-	}
-	engine := fetcher.EngineLean
-	if !o.leanHTTP {
-		engine = fetcher.EngineNetHTTP
-	}
-	f := fetcher.New(fetcher.Config{
-		Engine:                 engine,
-		Policy:                 policy,
-		IdleReadTimeout:        idle,
-		Conns:                  o.concurrency,
-		MaxRedirects:           redirectsConfig(o.maxRedirects),
-		MaxResponseHeaderBytes: o.maxResponseHeaderBytes,
-		RootCAs:                o.rootCAs,
-		UserAgent:              o.userAgent,
-		TracerProvider:         o.tracerProvider,
-	})
-	m := newMetrics()
-	if o.registerer != nil {
-		o.registerer.MustRegister(m.collectors()...)
 	}
 	return &Server{
 		opts:     o,
 		pool:     semaphore.NewWeighted(int64(o.concurrency)),
-		fetcher:  f,
+		fetcher:  fetcher.New(cfg.fetcherConfig(o.concurrency, policy)),
 		log:      o.logger,
 		metrics:  m,
 		hosts:    hostlimit.NewRegistry(o.hostConcurrency, o.hostRate),
 		runner:   newRunner(),
 		draining: make(chan struct{}),
-	}
+	}, nil
 }
 
-// redirectsConfig maps the option (0 = follow none) to fetcher.Config's
-// convention (0 = default, negative = none).
-func redirectsConfig(n int) int {
-	if n == 0 {
-		return -1
+// register registers cs with reg, all or none.
+func register(reg prometheus.Registerer, cs []prometheus.Collector) error {
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return fmt.Errorf("register metrics: %w", err)
+		}
 	}
-	return n
+	return nil
 }
 
 // Register registers s on r as the fetch.v1.FetchService. Register it this

@@ -5,48 +5,33 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fetchd/fetchd/server"
 )
 
-// config is fetchd's configuration, from flags and FETCHD_* variables.
+// config is fetchd's configuration, from flags and FETCHD_* variables:
+// the server's [server.Config], onto whose fields the server's flags bind,
+// and the command's own settings.
 type config struct {
+	srv server.Config
+
+	// The flag values of the server's settings that flags spell another
+	// way, kept for the checks of the values given.
+	maxRedirects    offInt
+	hostConcurrency offInt
+	idleReadTimeout offDuration
+	maxRetryAfter   offDuration
+
 	listen               string
-	concurrency          int
-	streamWindow         int
-	allowCIDRs           []netip.Prefix
-	denyCIDRs            []netip.Prefix
-	allowPrivate         bool
-	allowPorts           []uint16
-	allowHosts           []string
-	denyHosts            []string
-	idleReadTimeout      time.Duration
 	upstreamCAFile       string
-	maxBodyBytes         int64
-	defaultTimeout       time.Duration
-	maxTimeout           time.Duration
-	maxRedirects         int
 	drainTimeout         time.Duration
 	maxRecvMsgBytes      int
 	maxConcurrentStreams uint
-	userAgent            string
-	streamQueue          int
-	hostConcurrency      int
-	hostRate             float64
-	dedup                bool
-	retryAttempts        int
-	maxRetryAttempts     int
-	retryBackoff         time.Duration
-	maxRetryBackoff      time.Duration
-	maxRetryAfter        time.Duration
 	metricsListen        string
 	healthListen         string
 	pprofListen          string
-	leanHTTP             bool
 	tlsCert              string
 	tlsKey               string
 	tlsClientCA          string
@@ -56,74 +41,6 @@ type config struct {
 	maxConnections       int
 	logFormat            string
 	logLevel             slog.Level
-}
-
-// cidrList is a repeatable flag of CIDR ranges, also comma-separated.
-type cidrList struct{ prefixes *[]netip.Prefix }
-
-func (c cidrList) String() string {
-	if c.prefixes == nil {
-		return ""
-	}
-	parts := make([]string, len(*c.prefixes))
-	for i, p := range *c.prefixes {
-		parts[i] = p.String()
-	}
-	return strings.Join(parts, ",")
-}
-
-func (c cidrList) Set(s string) error {
-	ps, err := server.ParseCIDRs(s)
-	if err != nil {
-		return err
-	}
-	*c.prefixes = append(*c.prefixes, ps...)
-	return nil
-}
-
-// hostList is a repeatable flag of host name patterns, also
-// comma-separated.
-type hostList struct{ patterns *[]string }
-
-func (h hostList) String() string {
-	if h.patterns == nil {
-		return ""
-	}
-	return strings.Join(*h.patterns, ",")
-}
-
-func (h hostList) Set(s string) error {
-	ps, err := server.ParseHostPatterns(s)
-	if err != nil {
-		return err
-	}
-	*h.patterns = append(*h.patterns, ps...)
-	return nil
-}
-
-// portList is a repeatable flag of ports, also comma-separated.
-type portList struct{ ports *[]uint16 }
-
-func (p portList) String() string {
-	if p.ports == nil {
-		return ""
-	}
-	parts := make([]string, len(*p.ports))
-	for i, port := range *p.ports {
-		parts[i] = strconv.Itoa(int(port))
-	}
-	return strings.Join(parts, ",")
-}
-
-func (p portList) Set(s string) error {
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		n, err := strconv.ParseUint(f, 10, 16)
-		if err != nil || n == 0 {
-			return fmt.Errorf("bad port %q", f)
-		}
-		*p.ports = append(*p.ports, uint16(n))
-	}
-	return nil
 }
 
 // envName is the environment fallback of a flag: FETCHD_ and its name in
@@ -137,34 +54,34 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs := flag.NewFlagSet("fetchd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.listen, "listen", "localhost:50051", "`address` to serve gRPC on")
-	fs.IntVar(&cfg.concurrency, "concurrency", server.DefaultConcurrency, "most fetches in flight at once, across all streams (the worker pool)")
-	fs.IntVar(&cfg.streamWindow, "stream-window", 0, fmt.Sprintf("most jobs one stream may have in flight plus results waiting to be sent; below -concurrency, one stream cannot use the whole pool (0: 2 x -concurrency, at least %d)", server.DefaultStreamWindow))
-	fs.Var(cidrList{&cfg.allowCIDRs}, "allow-cidr", "open a `CIDR` range the egress policy denies by default, e.g. 127.0.0.0/8 (repeatable, or comma-separated). A cloud metadata address opens only to itself, e.g. 168.63.129.16/32, never to a wider range")
-	fs.Var(cidrList{&cfg.denyCIDRs}, "deny-cidr", "refuse a `CIDR` range even if public or allowed (repeatable, or comma-separated)")
-	fs.BoolVar(&cfg.allowPrivate, "allow-private", false, "open the private ranges 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 (not loopback, link-local or the cloud metadata addresses inside them, such as 100.100.100.200 and fd00:ec2::/32): only for internal deployments")
-	fs.Var(portList{&cfg.allowPorts}, "allow-port", "refuse every destination `port` but these (repeatable, or comma-separated; default: all)")
-	fs.Var(hostList{&cfg.allowHosts}, "allow-host", "refuse every host name but these `patterns`: example.com, *.example.com (repeatable, or comma-separated; default: all)")
-	fs.Var(hostList{&cfg.denyHosts}, "deny-host", "refuse host names matching these `patterns`, even if allowed (repeatable, or comma-separated)")
-	fs.DurationVar(&cfg.idleReadTimeout, "idle-read-timeout", server.DefaultIdleReadTimeout, "fail a job whose upstream sends nothing for this long (0: off)")
-	fs.BoolVar(&cfg.leanHTTP, "lean-http", true, "fetch plain-http upstreams with the lean HTTP/1.1 engine (about half of net/http's CPU per request); false: net/http for everything. https always uses net/http")
+	fs.IntVar(&cfg.srv.Concurrency, "concurrency", server.DefaultConcurrency, "most fetches in flight at once, across all streams (the worker pool)")
+	fs.IntVar(&cfg.srv.StreamWindow, "stream-window", 0, fmt.Sprintf("most jobs one stream may have in flight plus results waiting to be sent; below -concurrency, one stream cannot use the whole pool (0: 2 x -concurrency, at least %d)", server.DefaultStreamWindow))
+	fs.Var(cidrList{&cfg.srv.AllowCIDRs}, "allow-cidr", "open a `CIDR` range the egress policy denies by default, e.g. 127.0.0.0/8 (repeatable, or comma-separated). A cloud metadata address opens only to itself, e.g. 168.63.129.16/32, never to a wider range")
+	fs.Var(cidrList{&cfg.srv.DenyCIDRs}, "deny-cidr", "refuse a `CIDR` range even if public or allowed (repeatable, or comma-separated)")
+	fs.BoolVar(&cfg.srv.AllowPrivate, "allow-private", false, "open the private ranges 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 (not loopback, link-local or the cloud metadata addresses inside them, such as 100.100.100.200 and fd00:ec2::/32): only for internal deployments")
+	fs.Var(portList{&cfg.srv.AllowPorts}, "allow-port", "refuse every destination `port` but these (repeatable, or comma-separated; default: all)")
+	fs.Var(hostList{&cfg.srv.AllowHosts}, "allow-host", "refuse every host name but these `patterns`: example.com, *.example.com (repeatable, or comma-separated; default: all)")
+	fs.Var(hostList{&cfg.srv.DenyHosts}, "deny-host", "refuse host names matching these `patterns`, even if allowed (repeatable, or comma-separated)")
+	fs.Var(cfg.idleReadTimeout.bind(&cfg.srv.IdleReadTimeout, server.DefaultIdleReadTimeout), "idle-read-timeout", "fail a job whose upstream sends nothing for this long (0: off)")
+	fs.Var(notBool{&cfg.srv.NetHTTP}, "lean-http", "fetch plain-http upstreams with the lean HTTP/1.1 engine (about half of net/http's CPU per request); false: net/http for everything. https always uses net/http")
 	fs.StringVar(&cfg.upstreamCAFile, "upstream-ca-file", "", "trust the CA certificates in this PEM `file` for upstream TLS, besides the system roots")
-	fs.Int64Var(&cfg.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "response body cap per job; longer bodies are truncated. Keep it below the callers' gRPC receive limit (4 MiB by default)")
-	fs.DurationVar(&cfg.defaultTimeout, "default-timeout", server.DefaultTimeout, "timeout of a job that sets none")
-	fs.DurationVar(&cfg.maxTimeout, "max-timeout", server.DefaultMaxTimeout, "longest timeout a job may ask for")
-	fs.IntVar(&cfg.maxRedirects, "max-redirects", server.DefaultMaxRedirects, "most redirects followed per job (0: none)")
+	fs.Int64Var(&cfg.srv.MaxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "response body cap per job; longer bodies are truncated. Keep it below the callers' gRPC receive limit (4 MiB by default)")
+	fs.DurationVar(&cfg.srv.DefaultTimeout, "default-timeout", server.DefaultTimeout, "timeout of a job that sets none")
+	fs.DurationVar(&cfg.srv.MaxTimeout, "max-timeout", server.DefaultMaxTimeout, "longest timeout a job may ask for")
+	fs.Var(cfg.maxRedirects.bind(&cfg.srv.MaxRedirects, server.DefaultMaxRedirects), "max-redirects", "most redirects followed per job (0: none)")
 	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight jobs may take to finish before the server stops")
 	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 16<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request)")
 	fs.UintVar(&cfg.maxConcurrentStreams, "max-concurrent-streams", 1000, "most concurrent gRPC streams per client connection")
-	fs.StringVar(&cfg.userAgent, "user-agent", server.DefaultUserAgent, "User-Agent sent with jobs that set none")
-	fs.IntVar(&cfg.streamQueue, "stream-queue", 0, fmt.Sprintf("most jobs one stream may have read and not yet started (waiting for a busy or rate-limited host) (0: 16 x -stream-window, at least %d)", server.DefaultStreamQueue))
-	fs.IntVar(&cfg.hostConcurrency, "host-concurrency", server.DefaultHostConcurrency, "most fetches in flight to one host, across all streams (0: no cap)")
-	fs.Float64Var(&cfg.hostRate, "host-rate", 0, "most requests per second to one host, across all streams (0: no limit)")
-	fs.BoolVar(&cfg.dedup, "dedup", true, "identical GET/HEAD jobs in flight at the same time share one fetch")
-	fs.IntVar(&cfg.retryAttempts, "retry-attempts", server.DefaultRetryAttempts, "attempts per job, the first included, for jobs that set no retry policy (1: no retries)")
-	fs.IntVar(&cfg.maxRetryAttempts, "max-retry-attempts", server.DefaultMaxRetryAttempts, "most attempts a job may ask for")
-	fs.DurationVar(&cfg.retryBackoff, "retry-backoff", server.DefaultRetryBackoff, "first backoff before a retry, doubled each attempt, with jitter")
-	fs.DurationVar(&cfg.maxRetryBackoff, "max-retry-backoff", server.DefaultMaxRetryBackoff, "longest backoff between attempts")
-	fs.DurationVar(&cfg.maxRetryAfter, "max-retry-after", server.DefaultMaxRetryAfter, "longest Retry-After honoured; longer ones are cut to this")
+	fs.StringVar(&cfg.srv.UserAgent, "user-agent", server.DefaultUserAgent, "User-Agent sent with jobs that set none")
+	fs.IntVar(&cfg.srv.StreamQueue, "stream-queue", 0, fmt.Sprintf("most jobs one stream may have read and not yet started (waiting for a busy or rate-limited host) (0: 16 x -stream-window, at least %d)", server.DefaultStreamQueue))
+	fs.Var(cfg.hostConcurrency.bind(&cfg.srv.HostConcurrency, server.DefaultHostConcurrency), "host-concurrency", "most fetches in flight to one host, across all streams (0: no cap)")
+	fs.Float64Var(&cfg.srv.HostRate, "host-rate", 0, "most requests per second to one host, across all streams (0: no limit)")
+	fs.Var(notBool{&cfg.srv.DisableDedup}, "dedup", "identical GET/HEAD jobs in flight at the same time share one fetch")
+	fs.IntVar(&cfg.srv.RetryAttempts, "retry-attempts", server.DefaultRetryAttempts, "attempts per job, the first included, for jobs that set no retry policy (1: no retries)")
+	fs.IntVar(&cfg.srv.MaxRetryAttempts, "max-retry-attempts", server.DefaultMaxRetryAttempts, "most attempts a job may ask for")
+	fs.DurationVar(&cfg.srv.RetryBackoff, "retry-backoff", server.DefaultRetryBackoff, "first backoff before a retry, doubled each attempt, with jitter")
+	fs.DurationVar(&cfg.srv.MaxRetryBackoff, "max-retry-backoff", server.DefaultMaxRetryBackoff, "longest backoff between attempts")
+	fs.Var(cfg.maxRetryAfter.bind(&cfg.srv.MaxRetryAfter, server.DefaultMaxRetryAfter), "max-retry-after", "longest Retry-After honoured; longer ones are cut to this")
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "", "`address` to serve Prometheus metrics on, at /metrics (empty: off)")
 	fs.StringVar(&cfg.healthListen, "health-listen", "", "`address` to also serve grpc.health.v1 on, in plaintext and without auth, for probes that cannot speak TLS (empty: off)")
 	fs.StringVar(&cfg.pprofListen, "pprof-listen", "", "`address` to serve Go's /debug/pprof profiles on, for diagnosis; keep it on loopback (empty: off)")
@@ -181,6 +98,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		fmt.Fprintf(fs.Output(), "Usage: fetchd [flags]\n\nfetchd serves fetch.v1.FetchService over gRPC: it fetches URLs for its callers.\nEvery flag may also be set by the environment variable shown; a flag on the\ncommand line replaces its variable, list flags included (repeats of a list\nflag on the command line add up).\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			name, usage := flag.UnquoteUsage(f)
+			if v, ok := f.Value.(interface{ typeName() string }); ok && name == "value" {
+				name = v.typeName() // as the flag package names its own types
+			}
 			fmt.Fprintf(fs.Output(), "  -%s %s\n    \t%s (env %s", f.Name, name, usage, envName(f.Name))
 			if f.DefValue != "" {
 				fmt.Fprintf(fs.Output(), "; default %s", f.DefValue)
@@ -215,29 +135,29 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	switch {
-	case cfg.concurrency < 1:
-		return nil, fmt.Errorf("-concurrency %d: must be at least 1", cfg.concurrency)
-	case cfg.streamWindow < 0:
-		return nil, fmt.Errorf("-stream-window %d: must not be negative (0: derived from -concurrency)", cfg.streamWindow)
-	case cfg.maxBodyBytes < 1:
-		return nil, fmt.Errorf("-max-body-bytes %d: must be at least 1", cfg.maxBodyBytes)
-	case cfg.defaultTimeout <= 0 || cfg.maxTimeout <= 0:
+	case cfg.srv.Concurrency < 1:
+		return nil, fmt.Errorf("-concurrency %d: must be at least 1", cfg.srv.Concurrency)
+	case cfg.srv.StreamWindow < 0:
+		return nil, fmt.Errorf("-stream-window %d: must not be negative (0: derived from -concurrency)", cfg.srv.StreamWindow)
+	case cfg.srv.MaxBodyBytes < 1:
+		return nil, fmt.Errorf("-max-body-bytes %d: must be at least 1", cfg.srv.MaxBodyBytes)
+	case cfg.srv.DefaultTimeout <= 0 || cfg.srv.MaxTimeout <= 0:
 		return nil, fmt.Errorf("-default-timeout and -max-timeout must be positive")
-	case cfg.defaultTimeout > cfg.maxTimeout:
-		return nil, fmt.Errorf("-default-timeout %v is over -max-timeout %v", cfg.defaultTimeout, cfg.maxTimeout)
-	case cfg.maxRedirects < 0:
-		return nil, fmt.Errorf("-max-redirects %d: must not be negative", cfg.maxRedirects)
+	case cfg.srv.DefaultTimeout > cfg.srv.MaxTimeout:
+		return nil, fmt.Errorf("-default-timeout %v is over -max-timeout %v", cfg.srv.DefaultTimeout, cfg.srv.MaxTimeout)
+	case cfg.maxRedirects.given < 0:
+		return nil, fmt.Errorf("-max-redirects %d: must not be negative", cfg.maxRedirects.given)
 	case cfg.drainTimeout < 0:
 		return nil, fmt.Errorf("-drain-timeout %v: must not be negative", cfg.drainTimeout)
-	case cfg.idleReadTimeout < 0:
-		return nil, fmt.Errorf("-idle-read-timeout %v: must not be negative", cfg.idleReadTimeout)
-	case cfg.streamQueue < 0:
-		return nil, fmt.Errorf("-stream-queue %d: must not be negative (0: derived from -stream-window)", cfg.streamQueue)
-	case cfg.hostConcurrency < 0 || cfg.hostRate < 0:
+	case cfg.idleReadTimeout.given < 0:
+		return nil, fmt.Errorf("-idle-read-timeout %v: must not be negative", cfg.idleReadTimeout.given)
+	case cfg.srv.StreamQueue < 0:
+		return nil, fmt.Errorf("-stream-queue %d: must not be negative (0: derived from -stream-window)", cfg.srv.StreamQueue)
+	case cfg.hostConcurrency.given < 0 || cfg.srv.HostRate < 0:
 		return nil, fmt.Errorf("-host-concurrency and -host-rate must not be negative")
-	case cfg.retryAttempts < 1 || cfg.maxRetryAttempts < cfg.retryAttempts:
-		return nil, fmt.Errorf("-retry-attempts %d and -max-retry-attempts %d: need 1 <= retry-attempts <= max-retry-attempts", cfg.retryAttempts, cfg.maxRetryAttempts)
-	case cfg.retryBackoff <= 0 || cfg.maxRetryBackoff < cfg.retryBackoff || cfg.maxRetryAfter < 0:
+	case cfg.srv.RetryAttempts < 1 || cfg.srv.MaxRetryAttempts < cfg.srv.RetryAttempts:
+		return nil, fmt.Errorf("-retry-attempts %d and -max-retry-attempts %d: need 1 <= retry-attempts <= max-retry-attempts", cfg.srv.RetryAttempts, cfg.srv.MaxRetryAttempts)
+	case cfg.srv.RetryBackoff <= 0 || cfg.srv.MaxRetryBackoff < cfg.srv.RetryBackoff || cfg.maxRetryAfter.given < 0:
 		return nil, fmt.Errorf("-retry-backoff must be positive and at most -max-retry-backoff; -max-retry-after must not be negative")
 	case cfg.maxRecvMsgBytes < 1:
 		return nil, fmt.Errorf("-max-recv-msg-bytes %d: must be at least 1", cfg.maxRecvMsgBytes)
@@ -265,38 +185,17 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-func (c *config) serverOptions(logger *slog.Logger) ([]server.Option, error) {
-	var extra []server.Option
+// serverConfig returns the server's configuration: the flags' fields, the
+// CA file loaded, and logger.
+func (c *config) serverConfig(logger *slog.Logger) (server.Config, error) {
+	sc := c.srv
+	sc.Logger = logger
 	if c.upstreamCAFile != "" {
 		pool, err := server.LoadRootCAs(c.upstreamCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("-upstream-ca-file: %w", err)
+			return server.Config{}, fmt.Errorf("-upstream-ca-file: %w", err)
 		}
-		extra = append(extra, server.WithUpstreamRootCAs(pool))
+		sc.UpstreamRootCAs = pool
 	}
-	return append(extra,
-		server.WithDenyCIDRs(c.denyCIDRs...),
-		server.WithAllowPrivate(c.allowPrivate),
-		server.WithAllowPorts(c.allowPorts...),
-		server.WithAllowHosts(c.allowHosts...),
-		server.WithDenyHosts(c.denyHosts...),
-		server.WithIdleReadTimeout(c.idleReadTimeout),
-		server.WithLeanHTTP(c.leanHTTP),
-		server.WithConcurrency(c.concurrency),
-		server.WithStreamWindow(c.streamWindow),
-		server.WithAllowCIDRs(c.allowCIDRs...),
-		server.WithMaxBodyBytes(c.maxBodyBytes),
-		server.WithDefaultTimeout(c.defaultTimeout),
-		server.WithMaxTimeout(c.maxTimeout),
-		server.WithMaxRedirects(c.maxRedirects),
-		server.WithUserAgent(c.userAgent),
-		server.WithStreamQueue(c.streamQueue),
-		server.WithHostConcurrency(c.hostConcurrency),
-		server.WithHostRate(c.hostRate),
-		server.WithDedup(c.dedup),
-		server.WithRetryAttempts(c.retryAttempts, c.maxRetryAttempts),
-		server.WithRetryBackoff(c.retryBackoff, c.maxRetryBackoff),
-		server.WithMaxRetryAfter(c.maxRetryAfter),
-		server.WithLogger(logger),
-	), nil
+	return sc, nil
 }

@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/internal/testupstream"
+	"github.com/fetchd/fetchd/server"
 )
 
 // TestFlagBeatsEnv checks that a flag on the command line is used, and a
@@ -27,10 +29,10 @@ func TestFlagBeatsEnv(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parseConfig = %v, want the bad env value ignored", err)
 	}
-	if cfg.concurrency != 7 {
-		t.Errorf("concurrency = %d, want 7", cfg.concurrency)
+	if cfg.srv.Concurrency != 7 {
+		t.Errorf("concurrency = %d, want 7", cfg.srv.Concurrency)
 	}
-	if got := (cidrList{&cfg.allowCIDRs}).String(); got != "127.0.0.0/8" {
+	if got := (cidrList{&cfg.srv.AllowCIDRs}).String(); got != "127.0.0.0/8" {
 		t.Errorf("allow-cidr = %q, want the flag's value alone", got)
 	}
 	if _, err := parseConfig([]string{"-h"}, getenv, io.Discard); !errors.Is(err, flag.ErrHelp) {
@@ -79,7 +81,7 @@ func TestEgressFlags(t *testing.T) {
 	} {
 		cfg, err := parseConfig(args, env(nil), io.Discard)
 		if err == nil {
-			_, err = cfg.serverOptions(slog.New(slog.DiscardHandler))
+			_, err = cfg.serverConfig(slog.New(slog.DiscardHandler))
 		}
 		if err == nil {
 			t.Errorf("fetchd %v: no error, want one", args)
@@ -107,12 +109,52 @@ func TestStreamWindowFollowsConcurrency(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parseConfig(-concurrency 1000) = %v", err)
 	}
-	if cfg.streamWindow != 0 || cfg.streamQueue != 0 {
-		t.Errorf("parseConfig(-concurrency 1000): -stream-window %d, -stream-queue %d; want 0 and 0 (derived)", cfg.streamWindow, cfg.streamQueue)
+	if cfg.srv.StreamWindow != 0 || cfg.srv.StreamQueue != 0 {
+		t.Errorf("parseConfig(-concurrency 1000): -stream-window %d, -stream-queue %d; want 0 and 0 (derived)", cfg.srv.StreamWindow, cfg.srv.StreamQueue)
 	}
 	for _, args := range [][]string{{"-stream-window", "-1"}, {"-stream-queue", "-1"}} {
 		if _, err := parseConfig(args, env(nil), io.Discard); err == nil {
 			t.Errorf("parseConfig(%q) = nil, want an error", args)
 		}
+	}
+}
+
+// TestFlagsBindConfig checks that the flags land on the server's Config
+// fields with the flags' meanings: a flag's 0 that turns its setting off is
+// the field's off (negative), a flag left out is the field's default, and
+// the bool flags that a field negates are negated.
+func TestFlagsBindConfig(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		check func(c server.Config) bool
+	}{
+		{"defaults", nil, func(c server.Config) bool {
+			return c.MaxRedirects == server.DefaultMaxRedirects && c.IdleReadTimeout == server.DefaultIdleReadTimeout &&
+				c.HostConcurrency == server.DefaultHostConcurrency && c.MaxRetryAfter == server.DefaultMaxRetryAfter &&
+				!c.DisableDedup && !c.NetHTTP
+		}},
+		{"zero turns off", []string{"-max-redirects", "0", "-idle-read-timeout", "0", "-host-concurrency", "0", "-max-retry-after", "0"}, func(c server.Config) bool {
+			return c.MaxRedirects < 0 && c.IdleReadTimeout < 0 && c.HostConcurrency < 0 && c.MaxRetryAfter < 0
+		}},
+		{"values", []string{"-max-redirects", "3", "-idle-read-timeout", "2s", "-host-concurrency", "4", "-max-retry-after", "5s"}, func(c server.Config) bool {
+			return c.MaxRedirects == 3 && c.IdleReadTimeout == 2*time.Second && c.HostConcurrency == 4 && c.MaxRetryAfter == 5*time.Second
+		}},
+		{"negated bools", []string{"-dedup=false", "-lean-http=false"}, func(c server.Config) bool { return c.DisableDedup && c.NetHTTP }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseConfig(tt.args, env(nil), io.Discard)
+			if err != nil {
+				t.Fatalf("parseConfig(%q) = %v", tt.args, err)
+			}
+			sc, err := cfg.serverConfig(slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatalf("serverConfig(%q) = %v", tt.args, err)
+			}
+			if !tt.check(sc) {
+				t.Errorf("parseConfig(%q): server config %+v, not what the flags say", tt.args, sc)
+			}
+		})
 	}
 }

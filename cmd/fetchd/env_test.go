@@ -71,23 +71,23 @@ func flagValue(tb testing.TB, cfg *config, name string) string {
 	tb.Helper()
 	switch name {
 	case "allow-cidr":
-		return cidrList{&cfg.allowCIDRs}.String()
+		return cidrList{&cfg.srv.AllowCIDRs}.String()
 	case "deny-cidr":
-		return cidrList{&cfg.denyCIDRs}.String()
+		return cidrList{&cfg.srv.DenyCIDRs}.String()
 	case "allow-port":
-		return portList{&cfg.allowPorts}.String()
+		return portList{&cfg.srv.AllowPorts}.String()
 	case "allow-host":
-		return hostList{&cfg.allowHosts}.String()
+		return hostList{&cfg.srv.AllowHosts}.String()
 	case "deny-host":
-		return hostList{&cfg.denyHosts}.String()
+		return hostList{&cfg.srv.DenyHosts}.String()
 	case "concurrency":
-		return strconv.Itoa(cfg.concurrency)
+		return strconv.Itoa(cfg.srv.Concurrency)
 	case "allow-private":
-		return strconv.FormatBool(cfg.allowPrivate)
+		return strconv.FormatBool(cfg.srv.AllowPrivate)
 	case "default-timeout":
-		return cfg.defaultTimeout.String()
+		return cfg.srv.DefaultTimeout.String()
 	case "user-agent":
-		return cfg.userAgent
+		return cfg.srv.UserAgent
 	}
 	tb.Fatalf("flagValue: no flag %q", name)
 	return ""

@@ -25,11 +25,11 @@ import (
 // cfg.drainTimeout whatever is left is cut off.
 func serve(ctx context.Context, cfg *config, getenv func(string) string, logger *slog.Logger) error {
 	reg, srvMetrics := newRegistry()
-	sopts, err := cfg.serverOptions(logger)
+	scfg, err := cfg.serverConfig(logger)
 	if err != nil {
 		return err
 	}
-	sopts = append(sopts, server.WithMetrics(reg))
+	scfg.Metrics = reg
 	var tp trace.TracerProvider // nil: no tracing
 	if tracingEnabled(getenv) {
 		sdkTP, err := newTracerProvider(ctx)
@@ -42,7 +42,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 			sdkTP.Shutdown(sctx)
 		}()
 		tp = sdkTP
-		sopts = append(sopts, server.WithTracerProvider(tp))
+		scfg.TracerProvider = tp
 		logger.Info("tracing on", "exporter", getenv("OTEL_TRACES_EXPORTER"))
 	}
 	grpcOpts, err := grpcServerOptions(cfg, logger, srvMetrics, tp)
@@ -79,7 +79,11 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		}
 		defer stop()
 	}
-	fs := server.New(sopts...)
+	fs, err := server.NewFromConfig(scfg)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	defer fs.Close()
 
 	gs := grpc.NewServer(grpcOpts...)
@@ -117,9 +121,9 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
-	logger.Info("fetchd listening", "addr", lis.Addr().String(), "concurrency", cfg.concurrency,
+	logger.Info("fetchd listening", "addr", lis.Addr().String(), "concurrency", fs.Concurrency(),
 		"tls", cfg.tlsCert != "", "mtls", cfg.tlsClientCA != "", "auth", cfg.authTokenFile != "",
-		"allow_cidr", cidrList{&cfg.allowCIDRs}.String())
+		"allow_cidr", cidrList{&cfg.srv.AllowCIDRs}.String())
 
 	select {
 	case err := <-serveErr:

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,85 +17,12 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/egress"
 	"github.com/fetchd/fetchd/server/internal/h1"
 )
-
-// Config configures a [Fetcher]. The zero value works: public addresses only,
-// the defaults below.
-type Config struct {
-	// Policy guards every request: its host name lists and ports are
-	// checked on the URL of the job and of every redirect before anything
-	// is resolved, and its address and port checks on every dial. Default:
-	// egress.NewPolicy(), public addresses only.
-	Policy *egress.Policy
-	// Conns sizes the idle connection pool, normally the server's
-	// concurrency. Default 256.
-	Conns int
-	// MaxRedirects is the most redirects followed per job; 0 means the
-	// default 10, a negative value follows none.
-	MaxRedirects int
-	// MaxResponseHeaderBytes caps the response header. Default 64 KiB.
-	MaxResponseHeaderBytes int64
-	// DialTimeout bounds each TCP connect. Default 10s.
-	DialTimeout time.Duration
-	// TLSHandshakeTimeout bounds each TLS handshake. Default 10s; never
-	// more than IdleReadTimeout, which covers the handshake too.
-	TLSHandshakeTimeout time.Duration
-	// IdleReadTimeout fails a job with ERROR_CODE_TIMEOUT when its upstream
-	// connection delivers no byte for this long while the job waits for
-	// the response head or reads the body, however long the job's own
-	// timeout: an upstream that drips one byte a minute does not hold a
-	// worker. It covers TLS connections (it watches the TCP connection
-	// under TLS) and their handshake, which it bounds as a whole: a
-	// handshake is a few round trips, so one longer than the idle-read
-	// timeout means a stalled upstream. An HTTP/2 connection is shared: it times out, failing
-	// every job on it, only when the whole connection is silent. Default
-	// 30s; a negative value turns it off.
-	IdleReadTimeout time.Duration
-	// ResponseHeaderTimeout, when positive, bounds the wait for the
-	// response head once the request is written. Default 0: only the job
-	// timeout and IdleReadTimeout apply.
-	ResponseHeaderTimeout time.Duration
-	// RootCAs, when set, replaces the system roots for upstream TLS; see
-	// [LoadRootCAs] to add an internal CA to the system roots.
-	RootCAs *x509.CertPool
-	// UserAgent is sent when the job sets none. Default "fetchd".
-	UserAgent string
-	// Resolver resolves host names. Default: net.DefaultResolver.
-	Resolver *net.Resolver
-	// TracerProvider, when set, traces each request as an HTTP client span
-	// and propagates the trace context (W3C traceparent, not baggage) to
-	// the upstream. Default: no tracing, no extra cost.
-	TracerProvider trace.TracerProvider
-	// Engine chooses what carries plain-http requests. Default EngineLean.
-	Engine Engine
-}
-
-// Engine chooses the HTTP client engine for plain-http requests. https
-// requests always go through net/http, which also speaks HTTP/2.
-type Engine int
-
-const (
-	// EngineLean sends plain-http requests through [h1.Transport], which
-	// costs about half the CPU of net/http per request, and anything it
-	// does not carry (see [h1.Supports]) through net/http.
-	EngineLean Engine = iota
-	// EngineNetHTTP sends every request through net/http.
-	EngineNetHTTP
-)
-
-// String returns the engine's flag name: "lean" or "net/http".
-func (e Engine) String() string {
-	if e == EngineNetHTTP {
-		return "net/http"
-	}
-	return "lean"
-}
 
 // Fetcher performs jobs over one shared HTTP transport. It is safe for
 // concurrent use.
@@ -112,39 +38,7 @@ type Fetcher struct {
 
 // New returns a Fetcher for cfg.
 func New(cfg Config) *Fetcher {
-	if cfg.Policy == nil {
-		cfg.Policy = egress.NewPolicy()
-	}
-	if cfg.Conns <= 0 {
-		cfg.Conns = 256
-	}
-	switch {
-	case cfg.MaxRedirects == 0:
-		cfg.MaxRedirects = 10
-	case cfg.MaxRedirects < 0:
-		cfg.MaxRedirects = 0
-	}
-	if cfg.MaxResponseHeaderBytes <= 0 {
-		cfg.MaxResponseHeaderBytes = 64 << 10
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = 10 * time.Second
-	}
-	if cfg.TLSHandshakeTimeout <= 0 {
-		cfg.TLSHandshakeTimeout = 10 * time.Second
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = "fetchd"
-	}
-	switch {
-	case cfg.IdleReadTimeout == 0:
-		cfg.IdleReadTimeout = 30 * time.Second
-	case cfg.IdleReadTimeout < 0:
-		cfg.IdleReadTimeout = 0
-	}
-	if cfg.IdleReadTimeout > 0 {
-		cfg.TLSHandshakeTimeout = min(cfg.TLSHandshakeTimeout, cfg.IdleReadTimeout)
-	}
+	cfg.resolve()
 	dialer := &net.Dialer{
 		Timeout:        cfg.DialTimeout,
 		KeepAlive:      30 * time.Second,
@@ -170,7 +64,7 @@ func New(cfg Config) *Fetcher {
 		DialContext:            dial,
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs},
 		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout,
-		ResponseHeaderTimeout:  max(cfg.ResponseHeaderTimeout, 0),
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           idleConns,
 		MaxIdleConnsPerHost:    cfg.Conns,
@@ -197,7 +91,7 @@ func New(cfg Config) *Fetcher {
 			MaxIdleConnsPerHost:    cfg.Conns,
 			IdleConnTimeout:        idleConnTimeout,
 			IdleReadTimeout:        cfg.IdleReadTimeout,
-			ResponseHeaderTimeout:  max(cfg.ResponseHeaderTimeout, 0),
+			ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
 			MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
 		}
 		rt = router{lean: f.lean, std: rt}

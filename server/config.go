@@ -1,0 +1,329 @@
+package server
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/fetchd/fetchd/server/internal/egress"
+	"github.com/fetchd/fetchd/server/internal/fetcher"
+)
+
+// Defaults of the [Config] fields left zero. The stream window and queue
+// follow the concurrency unless set: the window is the larger of
+// [DefaultStreamWindow] and 2 x the concurrency, the queue the larger of
+// [DefaultStreamQueue] and 16 x the window (512 and 8192 at the default
+// concurrency of 256). The fetch defaults are the fetcher's, which applies
+// them.
+const (
+	DefaultConcurrency            = 256
+	DefaultStreamWindow           = 512 // the least default window; see [Config.StreamWindow]
+	DefaultMaxBodyBytes           = 3 << 20
+	DefaultTimeout                = 30 * time.Second
+	DefaultMaxTimeout             = 5 * time.Minute
+	DefaultMaxRedirects           = fetcher.DefaultMaxRedirects
+	DefaultMaxResponseHeaderBytes = fetcher.DefaultMaxResponseHeaderBytes
+	DefaultUserAgent              = fetcher.DefaultUserAgent
+	DefaultStreamQueue            = 8192 // the least default queue; see [Config.StreamQueue]
+	DefaultIdleReadTimeout        = fetcher.DefaultIdleReadTimeout
+	DefaultHostConcurrency        = 16
+	DefaultRetryAttempts          = 3
+	DefaultMaxRetryAttempts       = 10
+	DefaultRetryBackoff           = 250 * time.Millisecond
+	DefaultMaxRetryBackoff        = 10 * time.Second
+	DefaultMaxRetryAfter          = 30 * time.Second
+)
+
+// Config configures a [Server]; pass it to [NewFromConfig]. Every field's
+// zero value means its default, so the zero Config is the default server:
+// public addresses only, the limits below. A setting that can also be
+// turned off is turned off by a negative value. A negative value of any
+// other field is an error.
+type Config struct {
+	// Concurrency is the size of the worker pool: the most fetches in
+	// flight at once, across all streams. Default [DefaultConcurrency].
+	Concurrency int
+	// StreamWindow is each stream's window: the most jobs one stream may
+	// have in flight plus results waiting to be sent. A full window stops
+	// the stream from reading more jobs, so a window below the concurrency
+	// keeps one stream from using the whole pool. Default: 2 x the
+	// concurrency, and at least [DefaultStreamWindow] (512).
+	StreamWindow int
+	// StreamQueue is how many jobs one stream may have read and not yet
+	// started: jobs waiting for a busy or rate-limited host. They are cheap
+	// (no goroutine, no result yet); a full queue stops the stream from
+	// reading more. Default: 16 x the stream window, and at least
+	// [DefaultStreamQueue] (8192).
+	StreamQueue int
+	// HostConcurrency caps the fetches in flight to one host (by URL host
+	// name), across all streams; negative means no cap. A stream may ask
+	// for a lower cap for itself. Default [DefaultHostConcurrency].
+	HostConcurrency int
+	// HostRate limits the requests per second sent to one host, across all
+	// streams (a token bucket with a burst of one second's worth). A job
+	// waiting for a token holds no pool slot. Default 0: no limit.
+	HostRate float64
+	// DisableDedup stops identical GET and HEAD jobs in flight at the same
+	// time (same URL, headers and body cap) from sharing one fetch. Default
+	// false: they share it, each still gets its own result, and a stream may
+	// turn it off for itself.
+	DisableDedup bool
+
+	// RetryAttempts is the attempts per job, the first included, of jobs
+	// that ask for no retry policy (1: no retries). At most
+	// MaxRetryAttempts. Default [DefaultRetryAttempts].
+	RetryAttempts int
+	// MaxRetryAttempts is the most attempts any job may ask for. Default
+	// [DefaultMaxRetryAttempts].
+	MaxRetryAttempts int
+	// RetryBackoff is the first backoff between attempts, doubled each
+	// attempt up to MaxRetryBackoff, with jitter. Default
+	// [DefaultRetryBackoff].
+	RetryBackoff time.Duration
+	// MaxRetryBackoff is the longest backoff between attempts; it caps
+	// the first one too. Default [DefaultMaxRetryBackoff].
+	MaxRetryBackoff time.Duration
+	// MaxRetryAfter caps the Retry-After an upstream may ask for; a longer
+	// one is waited only this long; negative waits for none. Default
+	// [DefaultMaxRetryAfter].
+	MaxRetryAfter time.Duration
+
+	// MaxBodyBytes caps the response body returned per job; longer bodies
+	// are cut and marked truncated. Keep it below the callers' gRPC receive
+	// limit (4 MiB by default in grpc-go). Default [DefaultMaxBodyBytes]
+	// (3 MiB).
+	MaxBodyBytes int64
+	// DefaultTimeout is the timeout of jobs that set none; at most
+	// MaxTimeout. Default [DefaultTimeout], or MaxTimeout if that is less.
+	DefaultTimeout time.Duration
+	// MaxTimeout is the longest timeout a job may ask for; a job asking for
+	// more is an invalid request. Default [DefaultMaxTimeout].
+	MaxTimeout time.Duration
+	// MaxRedirects is the most redirects followed per job; negative
+	// follows none. Default [DefaultMaxRedirects].
+	MaxRedirects int
+	// MaxResponseHeaderBytes caps the size of an upstream's response
+	// header; a larger one is an ERROR_CODE_BAD_RESPONSE. Default
+	// [DefaultMaxResponseHeaderBytes] (64 KiB).
+	MaxResponseHeaderBytes int64
+	// IdleReadTimeout fails a job with ERROR_CODE_TIMEOUT when its upstream
+	// sends nothing for this long, headers or body, however long the job's
+	// own timeout; negative turns it off. Default [DefaultIdleReadTimeout].
+	IdleReadTimeout time.Duration
+	// UserAgent is the User-Agent sent with jobs that set none. Default
+	// [DefaultUserAgent].
+	UserAgent string
+	// UpstreamRootCAs are the certificate authorities trusted for upstream
+	// TLS; see [LoadRootCAs]. Default: the system roots.
+	UpstreamRootCAs *x509.CertPool
+	// NetHTTP fetches plain-http upstreams with net/http instead of the
+	// lean HTTP/1.1 client, which writes and reads on the worker's
+	// goroutine and costs about half of net/http's CPU per request. https
+	// upstreams, HTTP/2 included, always use net/http. Both engines pass the
+	// same egress, redirect, timeout and hostile-upstream tests. Default
+	// false: the lean client.
+	NetHTTP bool
+
+	// AllowCIDRs opens address ranges that the egress policy denies by
+	// default, such as 10.0.0.0/8 for internal upstreams or 127.0.0.0/8 for
+	// tests. A cloud metadata address (169.254.169.254, 168.63.129.16,
+	// 100.100.100.200, fd00:ec2::/32, fd20:ce::254 and the others) opens
+	// only to a range inside its own entry, such as 168.63.129.16/32, never
+	// to a wider one; see [ParseCIDRs]. Default: none; only public
+	// addresses.
+	AllowCIDRs []netip.Prefix
+	// DenyCIDRs refuses address ranges even when they are public or opened
+	// by AllowCIDRs or AllowPrivate. Default: none.
+	DenyCIDRs []netip.Prefix
+	// AllowPrivate opens the private ranges (10/8, 172.16/12, 192.168/16,
+	// CGNAT 100.64/10 and fc00::/7), but not loopback, link-local or the
+	// cloud metadata addresses inside them (100.100.100.200,
+	// fd00:ec2::/32, fd20:ce::254, ...), for deployments whose upstreams
+	// are internal. Default false.
+	AllowPrivate bool
+	// AllowPorts refuses every destination port but these, on the URL and
+	// on every redirect hop. Default: all ports.
+	AllowPorts []uint16
+	// AllowHosts refuses every host name that matches none of the patterns
+	// ("example.com", or "*.example.com" for its subdomains), checked on
+	// the URL and every redirect hop. Patterns must come from
+	// [ParseHostPatterns]. Default: every host.
+	AllowHosts []string
+	// DenyHosts refuses host names matching the patterns, even when
+	// AllowHosts matches them too. Patterns must come from
+	// [ParseHostPatterns]. Default: none.
+	DenyHosts []string
+
+	// Logger is the logger for per-stream summaries and worker panics.
+	// Default [slog.Default].
+	Logger *slog.Logger
+	// Metrics, when set, gets the server's fetch metrics registered: jobs
+	// by outcome (fetchd_jobs_total{code}), fetch durations, fetches in
+	// flight, time waiting for a pool slot, bytes fetched, egress blocks
+	// and streams in flight. Default: not exported.
+	Metrics prometheus.Registerer
+	// TracerProvider, when set, traces every upstream request as an HTTP
+	// client span, a child of the gRPC call's span when the call carries
+	// one, and propagates the trace context to the upstream (W3C
+	// traceparent). Default: no tracing.
+	TracerProvider trace.TracerProvider
+}
+
+// options are a [Config]'s resolved values that the server and its
+// streams read: no zero left that means a default. A cap or limit of 0 is
+// off.
+type options struct {
+	concurrency      int
+	streamWindow     int
+	streamQueue      int
+	maxBodyBytes     int64
+	defaultTimeout   time.Duration
+	maxTimeout       time.Duration
+	hostConcurrency  int     // 0: no cap
+	hostRate         float64 // 0: no limit
+	dedup            bool
+	retryAttempts    int
+	maxRetryAttempts int
+	retryBackoff     time.Duration
+	maxRetryBackoff  time.Duration
+	maxRetryAfter    time.Duration
+	logger           *slog.Logger
+}
+
+// ErrConfig is what the error of [NewFromConfig] wraps for a Config it
+// refuses.
+var ErrConfig = errors.New("invalid server config")
+
+// resolve validates c and returns its resolved values.
+func (c *Config) resolve() (options, error) {
+	if err := c.validate(); err != nil {
+		return options{}, err
+	}
+	o := options{
+		concurrency:      orDefault(c.Concurrency, DefaultConcurrency),
+		maxBodyBytes:     orDefault(c.MaxBodyBytes, DefaultMaxBodyBytes),
+		maxTimeout:       orDefault(c.MaxTimeout, DefaultMaxTimeout),
+		hostConcurrency:  orOff(c.HostConcurrency, DefaultHostConcurrency),
+		hostRate:         c.HostRate,
+		dedup:            !c.DisableDedup,
+		retryAttempts:    orDefault(c.RetryAttempts, DefaultRetryAttempts),
+		maxRetryAttempts: orDefault(c.MaxRetryAttempts, DefaultMaxRetryAttempts),
+		retryBackoff:     orDefault(c.RetryBackoff, DefaultRetryBackoff),
+		maxRetryBackoff:  orDefault(c.MaxRetryBackoff, DefaultMaxRetryBackoff),
+		maxRetryAfter:    orOff(c.MaxRetryAfter, DefaultMaxRetryAfter),
+		logger:           c.Logger,
+	}
+	o.defaultTimeout = orDefault(c.DefaultTimeout, min(DefaultTimeout, o.maxTimeout))
+	o.streamWindow = orDefault(c.StreamWindow, max(DefaultStreamWindow, 2*o.concurrency))
+	o.streamQueue = orDefault(c.StreamQueue, max(DefaultStreamQueue, 16*o.streamWindow))
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	switch {
+	case o.defaultTimeout > o.maxTimeout:
+		return options{}, fmt.Errorf("%w: DefaultTimeout %v is over MaxTimeout %v", ErrConfig, o.defaultTimeout, o.maxTimeout)
+	case o.retryAttempts > o.maxRetryAttempts:
+		return options{}, fmt.Errorf("%w: RetryAttempts %d is over MaxRetryAttempts %d", ErrConfig, o.retryAttempts, o.maxRetryAttempts)
+	}
+	return o, nil
+}
+
+// validate refuses the negative values of fields where negative means
+// nothing.
+func (c *Config) validate() error {
+	for _, f := range []struct {
+		name string
+		neg  bool
+	}{
+		{"Concurrency", c.Concurrency < 0},
+		{"StreamWindow", c.StreamWindow < 0},
+		{"StreamQueue", c.StreamQueue < 0},
+		{"HostRate", c.HostRate < 0 || math.IsNaN(c.HostRate) || math.IsInf(c.HostRate, 0)},
+		{"RetryAttempts", c.RetryAttempts < 0},
+		{"MaxRetryAttempts", c.MaxRetryAttempts < 0},
+		{"RetryBackoff", c.RetryBackoff < 0},
+		{"MaxRetryBackoff", c.MaxRetryBackoff < 0},
+		{"MaxBodyBytes", c.MaxBodyBytes < 0},
+		{"DefaultTimeout", c.DefaultTimeout < 0},
+		{"MaxTimeout", c.MaxTimeout < 0},
+		{"MaxResponseHeaderBytes", c.MaxResponseHeaderBytes < 0},
+	} {
+		if f.neg {
+			return fmt.Errorf("%w: %s must not be negative", ErrConfig, f.name)
+		}
+	}
+	return nil
+}
+
+// fetcherConfig returns the fetcher's part of c. The fetcher's settings
+// mean the same there as here (zero the default, negative off), and the
+// fetcher resolves them with the constants above.
+func (c *Config) fetcherConfig(concurrency int, policy *egress.Policy) fetcher.Config {
+	engine := fetcher.EngineLean
+	if c.NetHTTP {
+		engine = fetcher.EngineNetHTTP
+	}
+	return fetcher.Config{
+		Engine:                 engine,
+		Policy:                 policy,
+		IdleReadTimeout:        c.IdleReadTimeout,
+		Conns:                  concurrency,
+		MaxRedirects:           c.MaxRedirects,
+		MaxResponseHeaderBytes: c.MaxResponseHeaderBytes,
+		RootCAs:                c.UpstreamRootCAs,
+		UserAgent:              c.UserAgent,
+		TracerProvider:         c.TracerProvider,
+	}
+}
+
+// egressPolicy returns the egress policy of c.
+func (c *Config) egressPolicy() *egress.Policy {
+	return egress.NewPolicy(
+		egress.AllowCIDRs(c.AllowCIDRs...),
+		egress.DenyCIDRs(c.DenyCIDRs...),
+		egress.AllowPrivate(c.AllowPrivate),
+		egress.AllowPorts(c.AllowPorts...),
+		egress.AllowHosts(c.AllowHosts...),
+		egress.DenyHosts(c.DenyHosts...),
+		egress.Named(egressNames),
+	)
+}
+
+// egressNames are what a refused job's message calls the egress settings:
+// the fetchd flags, which its operators set, each the counterpart of one
+// field (-allow-cidr is [Config.AllowCIDRs]). A message reads "10.0.0.0/8
+// (private); -allow-private or -allow-cidr opens it".
+var egressNames = egress.Names{
+	AllowCIDRs:   "-allow-cidr",
+	DenyCIDRs:    "-deny-cidr",
+	AllowPrivate: "-allow-private",
+	AllowPorts:   "-allow-port",
+	AllowHosts:   "-allow-host",
+	DenyHosts:    "-deny-host",
+}
+
+// orDefault returns v, or def if v is zero.
+func orDefault[T int | int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// orOff returns v, def if v is zero, or 0 (off) if v is negative.
+func orOff[T int | time.Duration](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}
