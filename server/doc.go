@@ -5,7 +5,10 @@
 //
 // # Bounds
 //
-// At no moment do more than the pool size ([WithConcurrency]) fetches run,
+// A server is configured by a [Config], whose zero value is the default
+// server ([NewFromConfig]), or by [Option] values over it ([New]).
+//
+// At no moment do more than the pool size ([Config.Concurrency]) fetches run,
 // across all streams. The pool is a FIFO [semaphore.Weighted]; each stream
 // has at most one job waiting on it at a time, so streams take turns and one
 // caller's huge stream cannot starve another's small one. A stream may ask
@@ -71,8 +74,10 @@ package server
 
 // Where the code is, by role:
 //
-//	server.go    the Server: New, Register, Drain, Close, the RPC handlers
-//	options.go   the options and their defaults
+//	server.go    the Server: New, NewFromConfig, Register, Drain, Close, the RPC handlers
+//	config.go    Config: every setting once, with its default and validation
+//	options.go   the With... options, thin wrappers of Config's fields
+//	decode.go    job messages decoded one by one, a bad string a per-job error
 //	stream.go    one stream's lifecycle: serve (the sender), drain, end, deliver
 //	receive.go   the receiver: reading, validating and queueing jobs
 //	lane.go      a lane: one host's queue in a stream, and its goroutine
@@ -80,6 +85,8 @@ package server
 //	attempts.go  a job's attempts: fetch, back off, retry
 //	dedup.go     identical jobs in flight sharing one fetch, and their key
 //	runner.go    warm goroutines for fetch workers
+//	metrics.go   the Prometheus metrics ([WithMetrics])
+//	compress.go  the gzip codec, registered on purpose
 //
 // The per-host limiter is server/internal/hostlimit: the server keeps one
 // registry of hosts shared by all streams, a stream with lower per-host
