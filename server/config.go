@@ -26,6 +26,7 @@ const (
 	DefaultConcurrency            = 256
 	DefaultStreamWindow           = 512 // the least default window; see [Config.StreamWindow]
 	DefaultMaxBodyBytes           = 3 << 20
+	DefaultMaxDiscardBytes        = 1 << 30
 	DefaultTimeout                = 30 * time.Second
 	DefaultMaxTimeout             = 5 * time.Minute
 	DefaultMaxRedirects           = fetcher.DefaultMaxRedirects
@@ -71,7 +72,8 @@ type Config struct {
 	// waiting for a token holds no pool slot. Default 0: no limit.
 	HostRate float64
 	// DisableDedup stops identical GET and HEAD jobs in flight at the same
-	// time (same URL, headers and body cap) from sharing one fetch. Default
+	// time (same URL, headers, body cap, and digest and discard modes) from
+	// sharing one fetch. Default
 	// false: they share it, each still gets its own result, and a stream may
 	// turn it off for itself.
 	DisableDedup bool
@@ -100,6 +102,12 @@ type Config struct {
 	// limit (4 MiB by default in grpc-go). Default [DefaultMaxBodyBytes]
 	// (3 MiB).
 	MaxBodyBytes int64
+	// MaxDiscardBytes caps the body of a job whose stream asked for bodies
+	// to be discarded (StreamOptions.discard_body): fetchd reads, counts
+	// and digests that much through a small fixed buffer, never holding
+	// the body, and marks a longer one truncated. MaxBodyBytes does not
+	// apply to it. Default [DefaultMaxDiscardBytes] (1 GiB).
+	MaxDiscardBytes int64
 	// DefaultTimeout is the timeout of jobs that set none; at most
 	// MaxTimeout. Default [DefaultTimeout], or MaxTimeout if that is less.
 	DefaultTimeout time.Duration
@@ -184,6 +192,7 @@ type options struct {
 	streamWindow     int
 	streamQueue      int
 	maxBodyBytes     int64
+	maxDiscardBytes  int64
 	defaultTimeout   time.Duration
 	maxTimeout       time.Duration
 	hostConcurrency  int     // 0: no cap
@@ -209,6 +218,7 @@ func (c *Config) resolve() (options, error) {
 	o := options{
 		concurrency:      orDefault(c.Concurrency, DefaultConcurrency),
 		maxBodyBytes:     orDefault(c.MaxBodyBytes, DefaultMaxBodyBytes),
+		maxDiscardBytes:  orDefault(c.MaxDiscardBytes, DefaultMaxDiscardBytes),
 		maxTimeout:       orDefault(c.MaxTimeout, DefaultMaxTimeout),
 		hostConcurrency:  orOff(c.HostConcurrency, DefaultHostConcurrency),
 		hostRate:         c.HostRate,
@@ -251,6 +261,7 @@ func (c *Config) validate() error {
 		{"RetryBackoff", c.RetryBackoff < 0},
 		{"MaxRetryBackoff", c.MaxRetryBackoff < 0},
 		{"MaxBodyBytes", c.MaxBodyBytes < 0},
+		{"MaxDiscardBytes", c.MaxDiscardBytes < 0},
 		{"DefaultTimeout", c.DefaultTimeout < 0},
 		{"MaxTimeout", c.MaxTimeout < 0},
 		{"MaxResponseHeaderBytes", c.MaxResponseHeaderBytes < 0},

@@ -17,7 +17,7 @@ func TestConfigResolve(t *testing.T) {
 	}{
 		{"zero is the defaults", Config{}, func(o options) bool {
 			return o.concurrency == DefaultConcurrency && o.streamWindow == 512 && o.streamQueue == 8192 &&
-				o.maxBodyBytes == DefaultMaxBodyBytes && o.defaultTimeout == DefaultTimeout &&
+				o.maxBodyBytes == DefaultMaxBodyBytes && o.maxDiscardBytes == DefaultMaxDiscardBytes && o.defaultTimeout == DefaultTimeout &&
 				o.maxTimeout == DefaultMaxTimeout && o.hostConcurrency == DefaultHostConcurrency &&
 				o.dedup && o.retryAttempts == DefaultRetryAttempts && o.maxRetryAttempts == DefaultMaxRetryAttempts &&
 				o.retryBackoff == DefaultRetryBackoff && o.maxRetryBackoff == DefaultMaxRetryBackoff &&
@@ -32,6 +32,7 @@ func TestConfigResolve(t *testing.T) {
 		{"disable dedup", Config{DisableDedup: true}, func(o options) bool { return !o.dedup }, false},
 		{"negative concurrency", Config{Concurrency: -1}, nil, true},
 		{"negative body cap", Config{MaxBodyBytes: -1}, nil, true},
+		{"negative discard cap", Config{MaxDiscardBytes: -1}, nil, true},
 		{"negative host rate", Config{HostRate: -1}, nil, true},
 		{"default timeout over max", Config{DefaultTimeout: time.Minute, MaxTimeout: time.Second}, nil, true},
 		{"retry attempts over max", Config{RetryAttempts: 5, MaxRetryAttempts: 2}, nil, true},

@@ -110,6 +110,8 @@ func copyResult(dst, src *fetchv1.FetchResponse) {
 	dst.StatusCode = src.GetStatusCode()
 	dst.Headers = src.GetHeaders()
 	dst.Body = src.GetBody()
+	dst.BodyLength = src.GetBodyLength()
+	dst.BodySha256 = src.GetBodySha256()
 	dst.Truncated = src.GetTruncated()
 	dst.Duration = src.GetDuration()
 	dst.Error = src.GetError()
@@ -118,7 +120,9 @@ func copyResult(dst, src *fetchv1.FetchResponse) {
 }
 
 // dedupKey identifies a job whose result another identical job in flight
-// may share: GET and HEAD without a body, same URL, headers and body cap.
+// may share: GET and HEAD without a body, same URL, headers and body cap,
+// and the same digest and discard modes (a discarded fetch has no body to
+// share with an inline job, and an inline one may lack the digest).
 func dedupKey(j *fetcher.Job) string {
 	if (j.Method != "GET" && j.Method != "HEAD") || len(j.Body) > 0 {
 		return ""
@@ -137,5 +141,11 @@ func dedupKey(j *fetcher.Job) string {
 	}
 	b.WriteString("\ncap:")
 	b.WriteString(itoa(j.MaxBody))
+	if j.Digest {
+		b.WriteString("\ndigest")
+	}
+	if j.Discard {
+		b.WriteString("\ndiscard")
+	}
 	return b.String()
 }

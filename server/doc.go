@@ -28,6 +28,12 @@
 // flow control slows the caller down: a caller that streams millions of
 // jobs, or reads its results slowly, costs bounded memory.
 //
+// A result's body is capped at [Config.MaxBodyBytes] (or the stream's lower
+// max_body_bytes). A stream that asks for discard_body gets no bodies: each
+// is read through a small fixed buffer, counted (body_length) and, with
+// digest, hashed (body_sha256) as it is read, up to [Config.MaxDiscardBytes],
+// so that discarding a body of any size costs no memory for it.
+//
 // # Goroutines
 //
 // Per stream, one goroutine receives jobs, one per busy lane starts them,

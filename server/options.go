@@ -119,6 +119,16 @@ func WithMaxBodyBytes(n int64) Option {
 	}
 }
 
+// WithMaxDiscardBytes sets [Config.MaxDiscardBytes]. Values below 1 are
+// ignored.
+func WithMaxDiscardBytes(n int64) Option {
+	return func(c *Config) {
+		if n > 0 {
+			c.MaxDiscardBytes = n
+		}
+	}
+}
+
 // WithDefaultTimeout sets [Config.DefaultTimeout]. Values below 1ns are
 // ignored; [New] clamps it to the maximum timeout.
 func WithDefaultTimeout(d time.Duration) Option {

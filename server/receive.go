@@ -120,7 +120,7 @@ func lastRead(recv func() (inbound, error)) error {
 }
 
 // configure sets the stream's limits from its options, each only lowering
-// the server's.
+// the server's, and its digest and discard modes.
 func (st *stream) configure(o *fetchv1.StreamOptions) {
 	so := st.s.opts
 	conc := so.concurrency
@@ -132,6 +132,10 @@ func (st *stream) configure(o *fetchv1.StreamOptions) {
 		DefaultTimeout: so.defaultTimeout,
 		MaxTimeout:     so.maxTimeout,
 		MaxBodyBytes:   so.maxBodyBytes,
+		// A discarded body is never held: its cap is the server's alone.
+		Digest:          o.GetDigest(),
+		DiscardBody:     o.GetDiscardBody(),
+		MaxDiscardBytes: so.maxDiscardBytes,
 	}
 	if t := o.GetTimeout(); t != nil && t.IsValid() && t.AsDuration() > 0 {
 		st.lim.DefaultTimeout = min(t.AsDuration(), so.maxTimeout)

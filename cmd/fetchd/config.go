@@ -66,6 +66,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(notBool{&cfg.srv.NetHTTP}, "lean-http", "fetch plain-http upstreams with the lean HTTP/1.1 engine (about half of net/http's CPU per request); false: net/http for everything. https always uses net/http")
 	fs.StringVar(&cfg.upstreamCAFile, "upstream-ca-file", "", "trust the CA certificates in this PEM `file` for upstream TLS, besides the system roots")
 	fs.Int64Var(&cfg.srv.MaxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "response body cap per job; longer bodies are truncated. Keep it below the callers' gRPC receive limit (4 MiB by default)")
+	fs.Int64Var(&cfg.srv.MaxDiscardBytes, "max-discard-bytes", server.DefaultMaxDiscardBytes, "cap of a body read but not returned (streams with discard_body): it is counted and digested through a small buffer, never held, and marked truncated beyond this; -max-body-bytes does not apply to it")
 	fs.DurationVar(&cfg.srv.DefaultTimeout, "default-timeout", server.DefaultTimeout, "timeout of a job that sets none")
 	fs.DurationVar(&cfg.srv.MaxTimeout, "max-timeout", server.DefaultMaxTimeout, "longest timeout a job may ask for")
 	fs.Var(cfg.maxRedirects.bind(&cfg.srv.MaxRedirects, server.DefaultMaxRedirects), "max-redirects", "most redirects followed per job (0: none)")
@@ -141,6 +142,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-stream-window %d: must not be negative (0: derived from -concurrency)", cfg.srv.StreamWindow)
 	case cfg.srv.MaxBodyBytes < 1:
 		return nil, fmt.Errorf("-max-body-bytes %d: must be at least 1", cfg.srv.MaxBodyBytes)
+	case cfg.srv.MaxDiscardBytes < 1:
+		return nil, fmt.Errorf("-max-discard-bytes %d: must be at least 1", cfg.srv.MaxDiscardBytes)
 	case cfg.srv.DefaultTimeout <= 0 || cfg.srv.MaxTimeout <= 0:
 		return nil, fmt.Errorf("-default-timeout and -max-timeout must be positive")
 	case cfg.srv.DefaultTimeout > cfg.srv.MaxTimeout:

@@ -87,7 +87,7 @@ func TestDrain(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Recv of the in-flight job's result: %v", err)
 			}
-			want := &fetchv1.FetchResponse{Id: "slow", Url: slow, FinalUrl: slow, StatusCode: 200, Body: []byte("ok\n")}
+			want := &fetchv1.FetchResponse{Id: "slow", Url: slow, FinalUrl: slow, StatusCode: 200, Body: []byte("ok\n"), BodyLength: 3}
 			if n := normalize(r); !proto.Equal(n, want) {
 				t.Errorf("Fetch(%q) during drain = %v, want %v", slow, n, want)
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -75,11 +76,37 @@ func TestGrpcurl(t *testing.T) {
 			t.Errorf("grpcurl Fetch = %s, want statusCode 200, body eHh4eHg= (xxxxx), id a, url %s", out, u)
 		}
 		got := decodeAll(t, out, func() *fetchv1.FetchResponse { return new(fetchv1.FetchResponse) })
-		want := []*fetchv1.FetchResponse{{Id: "a", Url: u, FinalUrl: u, StatusCode: 200, Body: []byte("xxxxx")}}
+		// An old-style call (no digest, no discard): as before, plus body_length.
+		if raw["bodyLength"] != "5" || raw["bodySha256"] != nil {
+			t.Errorf("grpcurl Fetch = %s, want bodyLength \"5\" and no bodySha256", out)
+		}
+		want := []*fetchv1.FetchResponse{{Id: "a", Url: u, FinalUrl: u, StatusCode: 200, Body: []byte("xxxxx"), BodyLength: 5}}
 		checkResults(t, "Fetch", got, want)
 		if n := up.Tag("single"); n != 1 {
 			t.Errorf("upstream saw %d requests, want 1", n)
 		}
+	})
+
+	t.Run("Fetch digest", func(t *testing.T) {
+		// The README's example: a digested, discarded fetch.
+		u := up.URL + "/?size=5&tag=digest"
+		out, err := grpcurl(t, "-plaintext", "-d", `{"url":"`+u+`","streamOptions":{"digest":true,"discardBody":true}}`,
+			p.addr, "fetch.v1.FetchService/Fetch")
+		if err != nil {
+			t.Fatalf("grpcurl Fetch: %v", err)
+		}
+		var raw map[string]any
+		if err := json.Unmarshal([]byte(out), &raw); err != nil {
+			t.Fatalf("grpcurl Fetch output %q: %v", out, err)
+		}
+		// sha256("xxxxx"), base64 as protojson prints bytes.
+		const wantSum = "6vFrwHlo4BPz+UqxNCRyQ0o5/DR18RzzQabDlll0+Ok="
+		if raw["bodyLength"] != "5" || raw["bodySha256"] != wantSum || raw["body"] != nil {
+			t.Errorf("grpcurl Fetch = %s, want bodyLength \"5\", bodySha256 %s and no body", out, wantSum)
+		}
+		got := decodeAll(t, out, func() *fetchv1.FetchResponse { return new(fetchv1.FetchResponse) })
+		want := []*fetchv1.FetchResponse{{Url: u, FinalUrl: u, StatusCode: 200, BodyLength: 5, BodySha256: sha([]byte("xxxxx"))}}
+		checkResults(t, "Fetch", got, want)
 	})
 
 	t.Run("Fetch several jobs", func(t *testing.T) {
@@ -120,7 +147,7 @@ func TestGrpcurl(t *testing.T) {
 				}
 				got := decodeAll(t, out, func() *fetchv1.FetchResponse { return new(fetchv1.FetchResponse) })
 				want := []*fetchv1.FetchResponse{
-					{Index: 0, Id: "ok", Url: ok, FinalUrl: ok, StatusCode: 200, Body: []byte("xxxx"), Truncated: true},
+					{Index: 0, Id: "ok", Url: ok, FinalUrl: ok, StatusCode: 200, Body: []byte("xxxx"), BodyLength: 4, Truncated: true},
 					errResult(1, "bad-scheme", "ftp://x", fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST),
 					errResult(2, "metadata", "http://169.254.169.254/latest/meta-data/", fetchv1.ErrorCode_ERROR_CODE_BLOCKED),
 					{Index: 3, Id: "missing", Url: notFound, FinalUrl: notFound, StatusCode: 404},
@@ -155,7 +182,7 @@ func TestGrpcurl(t *testing.T) {
 					{Url: ok, Id: "job-options", StreamOptions: &fetchv1.StreamOptions{MaxBodyBytes: 1}},
 				}},
 				want: []*fetchv1.FetchResponse{
-					{Index: 0, Id: "ok", Url: ok, FinalUrl: ok, StatusCode: 200, Body: []byte("xxxxx")},
+					{Index: 0, Id: "ok", Url: ok, FinalUrl: ok, StatusCode: 200, Body: []byte("xxxxx"), BodyLength: 5},
 					errResult(1, "bad-scheme", "ftp://x", fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST),
 					errResult(2, "metadata", "http://169.254.169.254/", fetchv1.ErrorCode_ERROR_CODE_BLOCKED),
 					errResult(3, "job-options", ok, fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST),
@@ -168,8 +195,18 @@ func TestGrpcurl(t *testing.T) {
 					Options: &fetchv1.StreamOptions{MaxBodyBytes: 3},
 				},
 				want: []*fetchv1.FetchResponse{
-					{Index: 0, Url: ok, FinalUrl: ok, StatusCode: 200, Body: []byte("xxx"), Truncated: true},
-					{Index: 1, Id: "second", Url: ok, FinalUrl: ok, StatusCode: 200, Body: []byte("xxx"), Truncated: true},
+					{Index: 0, Url: ok, FinalUrl: ok, StatusCode: 200, Body: []byte("xxx"), BodyLength: 3, Truncated: true},
+					{Index: 1, Id: "second", Url: ok, FinalUrl: ok, StatusCode: 200, Body: []byte("xxx"), BodyLength: 3, Truncated: true},
+				},
+			},
+			{
+				name: "digest and discard",
+				req: &fetchv1.FetchBatchRequest{
+					Jobs:    []*fetchv1.FetchRequest{{Url: ok}},
+					Options: &fetchv1.StreamOptions{Digest: true, DiscardBody: true, MaxBodyBytes: 3},
+				},
+				want: []*fetchv1.FetchResponse{
+					{Index: 0, Url: ok, FinalUrl: ok, StatusCode: 200, BodyLength: 5, BodySha256: sha([]byte("xxxxx"))},
 				},
 			},
 			{
@@ -208,6 +245,31 @@ func TestGrpcurl(t *testing.T) {
 		}
 	})
 }
+
+// TestGrpcurlMaxDiscardBytes: -max-discard-bytes caps a discarded body,
+// which is marked truncated beyond it; -max-body-bytes does not apply.
+func TestGrpcurlMaxDiscardBytes(t *testing.T) {
+	up := testupstream.New(t)
+	p := startFetchd(t, "-allow-cidr", "127.0.0.0/8", "-max-discard-bytes", "4", "-max-body-bytes", "2")
+	long, short := up.URL+"/?size=5", up.URL+"/?size=3"
+	jobs := []*fetchv1.FetchRequest{
+		{Url: long, StreamOptions: &fetchv1.StreamOptions{Digest: true, DiscardBody: true}},
+		{Url: short},
+	}
+	out, err := grpcurl(t, "-plaintext", "-d", requestsJSON(t, jobs...), p.addr, "fetch.v1.FetchService/Fetch")
+	if err != nil {
+		t.Fatalf("grpcurl Fetch: %v", err)
+	}
+	got := decodeAll(t, out, func() *fetchv1.FetchResponse { return new(fetchv1.FetchResponse) })
+	want := []*fetchv1.FetchResponse{
+		{Index: 0, Url: long, FinalUrl: long, StatusCode: 200, BodyLength: 4, BodySha256: sha([]byte("xxxx")), Truncated: true},
+		{Index: 1, Url: short, FinalUrl: short, StatusCode: 200, BodyLength: 3, BodySha256: sha([]byte("xxx"))},
+	}
+	checkResults(t, "Fetch", got, want)
+}
+
+// sha returns the SHA-256 of b.
+func sha(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
 
 // TestGrpcurlBlockedByDefault checks that, without -allow-cidr, loopback
 // upstreams are refused before any connection is made.

@@ -328,7 +328,19 @@ type StreamOptions struct {
 	Retry *RetryPolicy `protobuf:"bytes,6,opt,name=retry,proto3" json:"retry,omitempty"`
 	// Fetch every job itself, even when an identical GET or HEAD of another
 	// job is in flight. Default false: identical jobs share one fetch.
-	DisableDedup  bool `protobuf:"varint,7,opt,name=disable_dedup,json=disableDedup,proto3" json:"disable_dedup,omitempty"`
+	DisableDedup bool `protobuf:"varint,7,opt,name=disable_dedup,json=disableDedup,proto3" json:"disable_dedup,omitempty"`
+	// Set body_sha256 on every result: the SHA-256 of the body as fetchd read
+	// it (decoded, up to the cap), whether it is returned or discarded, so
+	// that a pipeline can dedup and verify without reading the body again.
+	// Default false.
+	Digest bool `protobuf:"varint,8,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Read every body and count it (body_length), and digest it when digest
+	// is set, but return none of it: for link checkers and probes that want
+	// only the status, headers, size and time. A discarded body is never
+	// held: it is read up to the server's cap for bodies it does not return
+	// (fetchd's -max-discard-bytes, default 1 GiB), and is marked truncated
+	// beyond it. max_body_bytes does not apply. Default false.
+	DiscardBody   bool `protobuf:"varint,9,opt,name=discard_body,json=discardBody,proto3" json:"discard_body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -408,6 +420,20 @@ func (x *StreamOptions) GetRetry() *RetryPolicy {
 func (x *StreamOptions) GetDisableDedup() bool {
 	if x != nil {
 		return x.DisableDedup
+	}
+	return false
+}
+
+func (x *StreamOptions) GetDigest() bool {
+	if x != nil {
+		return x.Digest
+	}
+	return false
+}
+
+func (x *StreamOptions) GetDiscardBody() bool {
+	if x != nil {
+		return x.DiscardBody
 	}
 	return false
 }
@@ -505,7 +531,14 @@ type FetchResponse struct {
 	Attempts uint32 `protobuf:"varint,11,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// True when this result came from an identical job's fetch in flight at
 	// the same time (dedup), not from a fetch of its own.
-	Shared        bool `protobuf:"varint,12,opt,name=shared,proto3" json:"shared,omitempty"`
+	Shared bool `protobuf:"varint,12,opt,name=shared,proto3" json:"shared,omitempty"`
+	// How many body bytes fetchd read, decoded, up to the cap: the length of
+	// body, or of the body it discarded (StreamOptions.discard_body).
+	BodyLength uint64 `protobuf:"varint,13,opt,name=body_length,json=bodyLength,proto3" json:"body_length,omitempty"`
+	// The SHA-256 of the body_length bytes fetchd read, when the stream asked
+	// for it (StreamOptions.digest); empty otherwise, and when no body was
+	// read.
+	BodySha256    []byte `protobuf:"bytes,14,opt,name=body_sha256,json=bodySha256,proto3" json:"body_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -622,6 +655,20 @@ func (x *FetchResponse) GetShared() bool {
 		return x.Shared
 	}
 	return false
+}
+
+func (x *FetchResponse) GetBodyLength() uint64 {
+	if x != nil {
+		return x.BodyLength
+	}
+	return 0
+}
+
+func (x *FetchResponse) GetBodySha256() []byte {
+	if x != nil {
+		return x.BodySha256
+	}
+	return nil
 }
 
 // Error says why a job got no complete HTTP response.
@@ -796,7 +843,7 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\x05retry\x18\b \x01(\v2\x15.fetch.v1.RetryPolicyR\x05retry\"b\n" +
 	"\vRetryPolicy\x12!\n" +
 	"\fmax_attempts\x18\x01 \x01(\rR\vmaxAttempts\x120\n" +
-	"\x14retry_non_idempotent\x18\x02 \x01(\bR\x12retryNonIdempotent\"\xa6\x02\n" +
+	"\x14retry_non_idempotent\x18\x02 \x01(\bR\x12retryNonIdempotent\"\xe1\x02\n" +
 	"\rStreamOptions\x12 \n" +
 	"\vconcurrency\x18\x01 \x01(\rR\vconcurrency\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12$\n" +
@@ -804,10 +851,12 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\x10host_concurrency\x18\x04 \x01(\rR\x0fhostConcurrency\x12\x1b\n" +
 	"\thost_rate\x18\x05 \x01(\x01R\bhostRate\x12+\n" +
 	"\x05retry\x18\x06 \x01(\v2\x15.fetch.v1.RetryPolicyR\x05retry\x12#\n" +
-	"\rdisable_dedup\x18\a \x01(\bR\fdisableDedup\"2\n" +
+	"\rdisable_dedup\x18\a \x01(\bR\fdisableDedup\x12\x16\n" +
+	"\x06digest\x18\b \x01(\bR\x06digest\x12!\n" +
+	"\fdiscard_body\x18\t \x01(\bR\vdiscardBody\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xf5\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xb7\x03\n" +
 	"\rFetchResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x10\n" +
@@ -822,7 +871,11 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\x05error\x18\n" +
 	" \x01(\v2\x0f.fetch.v1.ErrorR\x05error\x12\x1a\n" +
 	"\battempts\x18\v \x01(\rR\battempts\x12\x16\n" +
-	"\x06shared\x18\f \x01(\bR\x06shared\"J\n" +
+	"\x06shared\x18\f \x01(\bR\x06shared\x12\x1f\n" +
+	"\vbody_length\x18\r \x01(\x04R\n" +
+	"bodyLength\x12\x1f\n" +
+	"\vbody_sha256\x18\x0e \x01(\fR\n" +
+	"bodySha256\"J\n" +
 	"\x05Error\x12'\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x13.fetch.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"r\n" +

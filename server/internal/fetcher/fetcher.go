@@ -133,8 +133,9 @@ var errJobTimeout = errors.New("job timeout expired")
 
 // Fetch performs job, which it may modify (it sets a default User-Agent and
 // drops Accept-Encoding), and fills in result: status,
-// headers, body, truncated, final URL, duration and, when no complete
-// response was obtained, error. It returns when the body has been read or
+// headers, body (or, with job.Discard, only its count), body_length,
+// body_sha256 (with job.Digest), truncated, final URL, duration and, when
+// no complete response was obtained, error. It returns when the body has been read or
 // the job failed; ctx cancels it.
 //
 // The host and port of the job's URL and of every redirect must pass the
@@ -193,8 +194,7 @@ func (f *Fetcher) fetch(parent context.Context, job *Job, result *fetchv1.FetchR
 	result.StatusCode = int32(resp.StatusCode)
 	result.FinalUrl = resp.Request.URL.String()
 	result.Headers = headersProto(resp.Header)
-	b, truncated, err := readCapped(resp.Body, resp.ContentLength, job.MaxBody)
-	result.Body, result.Truncated = b, truncated
+	err = readBody(resp.Body, resp.ContentLength, job, result)
 	if err != nil {
 		return withCause(ctx, fmt.Errorf("read body: %w", err))
 	}
@@ -208,41 +208,6 @@ func withCause(ctx context.Context, err error) error {
 		return fmt.Errorf("%w (%w)", err, cause)
 	}
 	return err
-}
-
-// readCapped reads r up to max bytes and reports whether more were there.
-// A non-positive max means no cap beyond memory. The buffer grows
-// geometrically but never past max+1 bytes: the byte after the cap only
-// tells that the body is longer.
-func readCapped(r io.Reader, contentLength, max int64) ([]byte, bool, error) {
-	limit := max
-	if limit <= 0 {
-		limit = 1<<63 - 2
-	}
-	size := int64(512)
-	if contentLength >= 0 {
-		// Trust the upstream's Content-Length only up to 64 KiB: it may lie.
-		// +1 so that the read that meets EOF needs no growth.
-		size = min(contentLength, 64<<10) + 1
-	}
-	buf := make([]byte, 0, min(size, limit+1))
-	for {
-		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit+1))
-			copy(grown, buf)
-			buf = grown
-		}
-		n, err := r.Read(buf[len(buf):min(int64(cap(buf)), limit+1)])
-		buf = buf[:len(buf)+n]
-		switch {
-		case int64(len(buf)) > limit:
-			return buf[:limit], true, nil
-		case err == io.EOF:
-			return buf, false, nil
-		case err != nil:
-			return buf, false, err
-		}
-	}
 }
 
 // headersProto converts h to repeated headers sorted by name, keeping every

@@ -26,6 +26,16 @@ type Limits struct {
 	DefaultTimeout time.Duration // timeout of a job that sets none
 	MaxTimeout     time.Duration // the longest timeout a job may ask for
 	MaxBodyBytes   int64         // body cap; longer bodies are truncated
+	// Digest sets body_sha256 on the result: the SHA-256 of the body bytes
+	// read (decoded, up to the cap).
+	Digest bool
+	// DiscardBody reads the body through a small fixed buffer, counting and
+	// digesting it, and returns none of it; MaxDiscardBytes caps it instead
+	// of MaxBodyBytes.
+	DiscardBody bool
+	// MaxDiscardBytes caps a discarded body; longer ones are truncated. A
+	// non-positive value means no cap.
+	MaxDiscardBytes int64
 }
 
 // Job is a validated fetch job, ready for [Fetcher.Fetch].
@@ -35,7 +45,9 @@ type Job struct {
 	Header  http.Header
 	Body    []byte
 	Timeout time.Duration
-	MaxBody int64
+	MaxBody int64 // cap of a returned body, or of a discarded one (Discard)
+	Digest  bool  // set body_sha256
+	Discard bool  // count and digest the body, return none of it
 }
 
 // methods are the HTTP methods a job may use. TRACE and CONNECT are refused.
@@ -97,13 +109,19 @@ func validate(req *fetchv1.FetchRequest, lim Limits) (*Job, error) {
 			return nil, fmt.Errorf("timeout %v is over the server maximum %v", timeout, lim.MaxTimeout)
 		}
 	}
+	maxBody := lim.MaxBodyBytes
+	if lim.DiscardBody {
+		maxBody = lim.MaxDiscardBytes
+	}
 	return &Job{
 		Method:  method,
 		URL:     u,
 		Header:  header,
 		Body:    req.GetBody(),
 		Timeout: timeout,
-		MaxBody: lim.MaxBodyBytes,
+		MaxBody: maxBody,
+		Digest:  lim.Digest,
+		Discard: lim.DiscardBody,
 	}, nil
 }
 
