@@ -23,6 +23,18 @@
 // Result.Index is the job's position in the input, from 0, and every job
 // taken yields exactly one result, never two.
 //
+// # Stream options
+//
+// [WithConcurrency], [WithTimeout], [WithMaxBodyBytes], [WithDigest] and
+// [WithDiscardBody] are fetch.v1 StreamOptions: the client sets them on the
+// first message of every stream a call opens, reopened streams included, and
+// fetchd applies them to all of that stream's jobs. With [WithDigest] every
+// result carries Result.BodySha256, the SHA-256 of the body as fetchd read
+// it, so a pipeline can dedup and verify without reading the body again;
+// with [WithDiscardBody] fetchd reads and counts each body
+// (Result.BodyLength) but returns none of it, for link checkers and probes.
+// Result.BodyLength is the length of the body read either way.
+//
 // # Backpressure
 //
 // A call holds at most [WithWindow] jobs taken from its input and not yet

@@ -138,6 +138,24 @@ func ExampleChan() {
 	// 1 /y
 }
 
+func ExampleWithDiscardBody() {
+	// A link checker: fetchd reads every body and counts and digests it,
+	// but returns none of it.
+	c, err := client.New("localhost:50051", client.WithDiscardBody(true), client.WithDigest(true))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	jobs := slices.Values([]*client.Job{client.Get("https://example.com/"), client.Get("https://example.org/")})
+	for r, err := range c.Fetch(context.Background(), jobs) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s: %d, %d bytes, sha256 %x\n", r.GetUrl(), r.GetStatusCode(), r.GetBodyLength(), r.GetBodySha256())
+	}
+}
+
 func ExampleNew_replicas() {
 	// One stream per replica; a replica that dies hands its unanswered
 	// jobs to the others. "dns:///fetchd-headless.default.svc:50051" works

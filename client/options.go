@@ -28,6 +28,8 @@ type options struct {
 	concurrency       uint32
 	timeout           time.Duration
 	maxBodyBytes      uint64
+	digest            bool
+	discardBody       bool
 	window            int
 	maxAttempts       int
 	retryBudget       int
@@ -96,6 +98,27 @@ func WithTimeout(d time.Duration) Option {
 // it can only lower the server's cap. Default 0: the server's cap.
 func WithMaxBodyBytes(n uint64) Option {
 	return func(o *options) { o.maxBodyBytes = n }
+}
+
+// WithDigest asks fetchd to set body_sha256 on every result of the call:
+// the SHA-256 of the body as fetchd read it (decoded, up to the cap),
+// whether returned or discarded ([WithDiscardBody]). A truncated body's
+// digest is that of the truncated bytes. Result.BodyLength is set either
+// way. A fetchd older than the option ignores it and sets no digest.
+// Default false.
+func WithDigest(on bool) Option {
+	return func(o *options) { o.digest = on }
+}
+
+// WithDiscardBody asks fetchd to read and count every body of the call
+// (Result.BodyLength, and Result.BodySha256 with [WithDigest]) but return
+// none of it: for link checkers and probes that want only the status,
+// headers, size and time. fetchd reads a discarded body up to its own cap
+// for bodies it does not return (-max-discard-bytes, default 1 GiB) and
+// marks it truncated beyond; [WithMaxBodyBytes] does not apply. A fetchd
+// older than the option ignores it and returns the bodies. Default false.
+func WithDiscardBody(on bool) Option {
+	return func(o *options) { o.discardBody = on }
 }
 
 // WithWindow sets the most jobs a call has taken from its input and not yet

@@ -70,10 +70,15 @@ func (cl *call) send(ctx context.Context, st fetchv1.FetchService_FetchClient, s
 // streamOptions returns the options for a stream's first message, or nil.
 func (cl *call) streamOptions() *fetchv1.StreamOptions {
 	o := cl.opts
-	if o.concurrency == 0 && o.timeout == 0 && o.maxBodyBytes == 0 {
+	if o.concurrency == 0 && o.timeout == 0 && o.maxBodyBytes == 0 && !o.digest && !o.discardBody {
 		return nil
 	}
-	so := &fetchv1.StreamOptions{Concurrency: o.concurrency, MaxBodyBytes: o.maxBodyBytes}
+	so := &fetchv1.StreamOptions{
+		Concurrency:  o.concurrency,
+		MaxBodyBytes: o.maxBodyBytes,
+		Digest:       o.digest,
+		DiscardBody:  o.discardBody,
+	}
 	if o.timeout > 0 {
 		so.Timeout = durationpb.New(o.timeout)
 	}

@@ -32,6 +32,8 @@ type config struct {
 	inputFile      string
 	body           bool
 	outDir         string
+	digest         bool
+	discard        bool
 	failOnError    bool
 	progress       string
 	tls            bool
@@ -112,6 +114,7 @@ that is not host:port, a comma-separated list of them, or dns:///host:port.
 Examples:
   fetchctl https://example.com/ https://example.org/
   fetchctl -addr fetchd:50051 -ordered -c 32 -timeout 10s -out bodies < urls.txt > results.jsonl
+  fetchctl -discard -digest < links.txt    # status, size and SHA-256 of each, no bodies
 
 Every flag may also be set by the environment variable shown; a flag on the
 command line wins (for -H, both add up).
@@ -136,6 +139,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&cfg.inputFile, "i", "", "read jobs from `FILE` (- for stdin) instead of stdin")
 	fs.BoolVar(&cfg.body, "body", false, "put each body in its line: \"body\" if UTF-8, else \"body_base64\"")
 	fs.StringVar(&cfg.outDir, "out", "", "save each body to `DIR`/<index>.body (DIR is created) and name it in \"file\"")
+	fs.BoolVar(&cfg.digest, "digest", false, "ask fetchd for the SHA-256 of each body it read and put it in \"sha256\" (lowercase hex)")
+	fs.BoolVar(&cfg.discard, "discard", false, "ask fetchd to read and count each body but return none; \"bytes\" is the count (not with -out or -body)")
 	fs.BoolVar(&cfg.failOnError, "fail-on-error", false, "exit 1 if any job has an error")
 	fs.StringVar(&cfg.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always or never")
 	fs.BoolVar(&cfg.tls, "tls", false, "connect to fetchd over TLS, with the system roots")
@@ -205,6 +210,10 @@ func (c *config) check() error {
 		return usagef("-tls-cert and -tls-key go together")
 	case c.tokenFile != "" && !c.useTLS():
 		return usagef("-token-file needs TLS (-tls or -tls-ca): a bearer token is never sent in clear")
+	case c.discard && c.outDir != "":
+		return usagef("-discard asks fetchd for no bodies: there is nothing for -out to write")
+	case c.discard && c.body:
+		return usagef("-discard asks fetchd for no bodies: there is nothing for -body to print")
 	case c.inputFile != "" && len(c.urls) > 0:
 		return usagef("give URLs as arguments or -i %s, not both", c.inputFile)
 	}
@@ -221,6 +230,8 @@ func (c *config) clientOptions() ([]client.Option, error) {
 	opts := []client.Option{
 		client.WithConcurrency(uint32(c.concurrency)),
 		client.WithTimeout(c.timeout),
+		client.WithDigest(c.digest),
+		client.WithDiscardBody(c.discard),
 		client.WithWindow(c.window),
 		client.WithMaxJobBytes(c.maxJobBytes),
 		client.WithMaxAttempts(c.maxAttempts),

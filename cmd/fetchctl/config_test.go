@@ -36,6 +36,12 @@ func TestRunUsageErrors(t *testing.T) {
 		{name: "token without TLS", args: []string{"-token-file", "tok"}, wantCode: 2, want: "fetchctl: -token-file needs TLS"},
 		{name: "args and -i", args: []string{"-i", "urls.txt", "http://127.0.0.1/"}, wantCode: 2,
 			want: "fetchctl: give URLs as arguments or -i urls.txt, not both"},
+		{name: "discard with out", args: []string{"-discard", "-out", "dir", "http://127.0.0.1/"}, wantCode: 2,
+			want: "fetchctl: -discard asks fetchd for no bodies: there is nothing for -out to write"},
+		{name: "discard with body", args: []string{"-discard", "-body", "http://127.0.0.1/"}, wantCode: 2,
+			want: "fetchctl: -discard asks fetchd for no bodies: there is nothing for -body to print"},
+		{name: "env discard with body", env: map[string]string{"FETCHCTL_DISCARD": "1"}, args: []string{"-body", "http://127.0.0.1/"},
+			wantCode: 2, want: "fetchctl: -discard asks fetchd for no bodies: there is nothing for -body to print"},
 		{name: "bad URL argument", args: []string{"http://127.0.0.1/", "example.com"}, wantCode: 2,
 			want: `fetchctl: argument 2: not a URL or a JSON job: "example.com"`},
 		{name: "bad JSON argument", args: []string{`{"url":1}`}, wantCode: 2, want: "fetchctl: argument 1: bad JSON job: "},
@@ -66,7 +72,7 @@ func TestRunHelp(t *testing.T) {
 	r := runCtl(t, nil, nil, "-h")
 	r.wantCode(t, 0)
 	flags := []string{"addr", "ordered", "c", "timeout", "window", "max-attempts", "retry-budget", "method", "H", "i",
-		"body", "out", "fail-on-error", "progress", "tls", "tls-ca", "tls-cert", "tls-key", "tls-server-name", "token-file"}
+		"body", "out", "digest", "discard", "fail-on-error", "progress", "tls", "tls-ca", "tls-cert", "tls-key", "tls-server-name", "token-file"}
 	for _, f := range flags {
 		if !strings.Contains(r.stderr, "\n  -"+f+" ") && !strings.Contains(r.stderr, "\n  -"+f+"\n") {
 			t.Errorf("fetchctl -h does not document -%s", f)

@@ -226,7 +226,7 @@ func (p *jobParser) parse(line string) (*client.Job, error) {
 			return nil, fmt.Errorf("bad JSON job: %v", err)
 		}
 		if j.StreamOptions != nil {
-			return nil, errors.New("bad JSON job: stream_options is not a job field (use -c and -timeout)")
+			return nil, errors.New("bad JSON job: stream_options is not a job field (use -c, -timeout, -digest and -discard)")
 		}
 		return j, nil
 	}

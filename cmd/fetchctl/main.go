@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return &usageError{err: fmt.Errorf("-addr %q: %w", cfg.addr, err)}
 	}
 	defer c.Close()
-	out, err := newOutput(stdout, cfg.body, cfg.outDir)
+	out, err := newOutput(stdout, cfg.body, cfg.outDir, cfg.digest)
 	if err != nil {
 		return err
 	}

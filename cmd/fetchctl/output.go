@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +17,11 @@ import (
 
 // resultLine is the JSON line printed for one result. Bodies are left out
 // unless -body ("body" when valid UTF-8, else "body_base64") or -out
-// ("file") ask for them.
+// ("file") ask for them. "bytes" is the number of body bytes fetchd read
+// (body_length): the length of the body returned, or with -discard of the
+// body it read and did not return. "sha256" is there with -digest when
+// fetchd set body_sha256 (not for results without a body read, such as
+// errors).
 type resultLine struct {
 	Index      uint64     `json:"index"`
 	ID         string     `json:"id"`
@@ -25,6 +30,7 @@ type resultLine struct {
 	Status     int32      `json:"status"`
 	Bytes      int        `json:"bytes"`
 	Truncated  bool       `json:"truncated"`
+	SHA256     string     `json:"sha256,omitempty"` // -digest: body_sha256 in lowercase hex, when fetchd set it
 	DurationMS float64    `json:"duration_ms"`
 	Error      *lineError `json:"error,omitempty"`
 	File       string     `json:"file,omitempty"`
@@ -41,21 +47,22 @@ type lineError struct {
 // output writes result lines to stdout, and bodies to files with -out.
 // It is used by one goroutine.
 type output struct {
-	w    io.Writer
-	body bool   // -body
-	dir  string // -out
-	buf  bytes.Buffer
-	enc  *json.Encoder // writes to buf
+	w      io.Writer
+	body   bool   // -body
+	dir    string // -out
+	digest bool   // -digest
+	buf    bytes.Buffer
+	enc    *json.Encoder // writes to buf
 }
 
 // newOutput returns an output to w; with dir set it creates dir.
-func newOutput(w io.Writer, body bool, dir string) (*output, error) {
+func newOutput(w io.Writer, body bool, dir string, digest bool) (*output, error) {
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("-out: %w", err)
 		}
 	}
-	o := &output{w: w, body: body, dir: dir}
+	o := &output{w: w, body: body, dir: dir, digest: digest}
 	o.enc = json.NewEncoder(&o.buf)
 	o.enc.SetEscapeHTML(false)
 	return o, nil
@@ -65,6 +72,9 @@ func newOutput(w io.Writer, body bool, dir string) (*output, error) {
 // at once, after saving its body with -out.
 func (o *output) write(r *client.Result) error {
 	l := newLine(r)
+	if o.digest {
+		l.SHA256 = hex.EncodeToString(r.GetBodySha256())
+	}
 	if o.dir != "" && (r.GetStatusCode() != 0 || len(r.GetBody()) > 0) {
 		l.File = filepath.Join(o.dir, strconv.FormatUint(r.GetIndex(), 10)+".body")
 		if err := os.WriteFile(l.File, r.GetBody(), 0o644); err != nil {
@@ -96,7 +106,7 @@ func newLine(r *client.Result) *resultLine {
 		ID:         r.GetId(),
 		URL:        r.GetUrl(),
 		Status:     r.GetStatusCode(),
-		Bytes:      len(r.GetBody()),
+		Bytes:      bodyBytes(r),
 		Truncated:  r.GetTruncated(),
 		DurationMS: math.Round(float64(r.GetDuration().AsDuration())/1e3) / 1e3,
 	}
@@ -107,4 +117,13 @@ func newLine(r *client.Result) *resultLine {
 		l.Error = &lineError{Code: e.GetCode().String(), Message: e.GetMessage()}
 	}
 	return l
+}
+
+// bodyBytes returns how many body bytes fetchd read for r: body_length, or
+// the length of the body from a fetchd that does not set body_length.
+func bodyBytes(r *client.Result) int {
+	if n := r.GetBodyLength(); n > 0 {
+		return int(min(n, math.MaxInt))
+	}
+	return len(r.GetBody())
 }
