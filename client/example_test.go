@@ -139,21 +139,28 @@ func ExampleChan() {
 }
 
 func ExampleWithDiscardBody() {
+	addr, upstream, stop := exampleFetchd()
+	defer stop()
+
 	// A link checker: fetchd reads every body and counts and digests it,
 	// but returns none of it.
-	c, err := client.New("localhost:50051", client.WithDiscardBody(true), client.WithDigest(true))
+	c, err := client.New(addr, client.WithDiscardBody(true), client.WithDigest(true))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
-	jobs := slices.Values([]*client.Job{client.Get("https://example.com/"), client.Get("https://example.org/")})
-	for r, err := range c.Fetch(context.Background(), jobs) {
+	jobs := slices.Values([]*client.Job{client.Get(upstream + "/hello"), client.Get(upstream + "/missing")})
+	for r, err := range c.FetchOrdered(context.Background(), jobs) {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("%s: %d, %d bytes, sha256 %x\n", r.GetUrl(), r.GetStatusCode(), r.GetBodyLength(), r.GetBodySha256())
+		fmt.Printf("%d: %d, %d bytes, %d returned, sha256 %x...\n",
+			r.GetIndex(), r.GetStatusCode(), r.GetBodyLength(), len(r.GetBody()), r.GetBodySha256()[:4])
 	}
+	// Output:
+	// 0: 200, 6 bytes, 0 returned, sha256 13a7bc88...
+	// 1: 404, 19 bytes, 0 returned, sha256 b16e1576...
 }
 
 func ExampleNew_replicas() {
