@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/internal/testctx"
+	"github.com/fetchd/fetchd/internal/testmem"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -183,39 +183,21 @@ func TestDiscardMemory(t *testing.T) {
 	c, _ := startServer(t)
 	url := "http://" + raw.Addr + "/"
 
-	var base runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&base)
-	done := make(chan struct{})
-	var peak uint64
-	var sampler sync.WaitGroup
-	sampler.Go(func() {
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			peak = max(peak, ms.HeapInuse)
-			select {
-			case <-done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+	var (
+		res []*fetchv1.FetchResponse
+		err error
+	)
+	u := testmem.Measure(func() {
+		res, err = fetchAll(testctx.New(t), t, c, []*fetchv1.FetchRequest{{Url: url, Timeout: dur(time.Minute),
+			StreamOptions: &fetchv1.StreamOptions{DiscardBody: true, Digest: true}}})
 	})
-	res, err := fetchAll(testctx.New(t), t, c, []*fetchv1.FetchRequest{{Url: url, Timeout: dur(time.Minute),
-		StreamOptions: &fetchv1.StreamOptions{DiscardBody: true, Digest: true}}})
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	close(done)
-	sampler.Wait()
 	if err != nil || len(res) != 1 {
 		t.Fatalf("Fetch: %d results, %v; want 1, nil", len(res), err)
 	}
 	r := res[0]
-	mib := func(n uint64) float64 { return float64(n) / (1 << 20) }
-	allocated := after.TotalAlloc - base.TotalAlloc
-	held := peak - min(peak, base.HeapInuse)
+	mib, allocated, held := testmem.MiB, u.Allocated, u.Held
 	t.Logf("discard of %d MiB over gRPC: allocated %.1f MiB (TotalAlloc), peak HeapInuse +%.1f MiB (base %.1f MiB), fetch took %v",
-		size>>20, mib(allocated), mib(held), mib(base.HeapInuse), r.GetDuration().AsDuration().Round(time.Millisecond))
+		size>>20, mib(allocated), mib(held), mib(u.Base), r.GetDuration().AsDuration().Round(time.Millisecond))
 	if r.GetError() != nil || len(r.GetBody()) != 0 || r.GetBodyLength() != size || r.GetTruncated() {
 		t.Errorf("Fetch(%q) = error %v, %d body bytes, body_length %d, truncated %v; want none, 0, %d, false",
 			url, r.GetError(), len(r.GetBody()), r.GetBodyLength(), r.GetTruncated(), size)

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime"
-	"sync"
 	"testing"
 	"time"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/internal/testctx"
+	"github.com/fetchd/fetchd/internal/testmem"
 )
 
 // sum returns the SHA-256 of b.
@@ -150,35 +149,14 @@ func TestFetchDiscardMemory(t *testing.T) {
 		lim := Limits{DefaultTimeout: time.Minute, MaxTimeout: time.Minute, MaxBodyBytes: 1 << 20,
 			Digest: true, DiscardBody: true, MaxDiscardBytes: 1 << 30}
 
-		var base runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&base)
-		done := make(chan struct{})
-		var peak uint64
-		var sampler sync.WaitGroup
-		sampler.Go(func() {
-			var ms runtime.MemStats
-			for {
-				runtime.ReadMemStats(&ms)
-				peak = max(peak, ms.HeapInuse)
-				select {
-				case <-done:
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
+		var resp *fetchv1.FetchResponse
+		u := testmem.Measure(func() {
+			resp = doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, lim)
 		})
-		resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: url}, lim)
-		var after runtime.MemStats
-		runtime.ReadMemStats(&after)
-		close(done)
-		sampler.Wait()
 
-		mib := func(n uint64) float64 { return float64(n) / (1 << 20) }
-		allocated := after.TotalAlloc - base.TotalAlloc
-		held := peak - min(peak, base.HeapInuse)
+		mib, allocated, held := testmem.MiB, u.Allocated, u.Held
 		t.Logf("discard of %d MiB: allocated %.1f MiB (TotalAlloc), peak HeapInuse +%.1f MiB (base %.1f MiB), in %v",
-			size>>20, mib(allocated), mib(held), mib(base.HeapInuse), resp.GetDuration().AsDuration().Round(time.Millisecond))
+			size>>20, mib(allocated), mib(held), mib(u.Base), resp.GetDuration().AsDuration().Round(time.Millisecond))
 		wantCode(t, url, resp, fetchv1.ErrorCode_ERROR_CODE_UNSPECIFIED)
 		if len(resp.GetBody()) != 0 || resp.GetBodyLength() != size || resp.GetTruncated() {
 			t.Errorf("Fetch(%q) = %d bytes, body_length %d, truncated %v; want 0, %d, false",
