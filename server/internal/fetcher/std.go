@@ -1,7 +1,6 @@
 package fetcher
 
 import (
-	"compress/gzip"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,7 +25,7 @@ type stdTransport struct{ rt http.RoundTripper }
 
 func (t stdTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	send := req
-	askGzip := req.Method != http.MethodHead && req.Header.Get("Accept-Encoding") == "" && req.Header.Get("Range") == ""
+	askGzip := h1.AsksGzip(req)
 	if askGzip {
 		// Asked for by us, gzip is left to us by net/http: decoded below.
 		send = new(http.Request)
@@ -45,18 +44,17 @@ func (t stdTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if askGzip && h1.Gzipped(resp) {
 		resp.Body = &gzipBody{body: resp.Body}
-		resp.Header.Del("Content-Encoding")
-		resp.Header.Del("Content-Length")
-		resp.ContentLength = -1
-		resp.Uncompressed = true
+		h1.MarkDecoded(resp)
 	}
 	return resp, nil
 }
 
-// gzipBody decodes a gzip response body on its first Read.
+// gzipBody decodes a gzip response body on its first Read, with h1's pooled
+// decoder, which it gives back once a Read meets the end or an error (not
+// on Close, which may run beside a Read).
 type gzipBody struct {
 	body    io.ReadCloser
-	zr      *gzip.Reader
+	zr      *h1.GzipReader
 	bodyErr error // the error, other than io.EOF, of a read of body
 	err     error // sticky: what every Read returns once one failed
 }
@@ -66,7 +64,7 @@ func (g *gzipBody) Read(p []byte) (int, error) {
 		return 0, g.err
 	}
 	if g.zr == nil {
-		zr, err := gzip.NewReader(bodyReader{g})
+		zr, err := h1.NewGzipReader(bodyReader{g})
 		if err != nil {
 			g.err = g.wrap(err)
 			return 0, g.err
@@ -76,6 +74,7 @@ func (g *gzipBody) Read(p []byte) (int, error) {
 	n, err := g.zr.Read(p)
 	if err != nil {
 		g.err = g.wrap(err)
+		g.zr.Release()
 	}
 	return n, g.err
 }

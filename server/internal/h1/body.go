@@ -17,7 +17,7 @@ type body struct {
 	stop     func() bool // stops the context's AfterFunc
 	raw      io.ReadCloser
 	gzip     bool
-	zr       *gzipReader // used only by the goroutine in Read, or by finish
+	zr       *GzipReader // used only by the goroutine in Read, or by finish
 	rawErr   error       // the error, other than io.EOF, of a read of raw; same
 	reusable bool
 
@@ -62,7 +62,7 @@ func (b *body) read(p []byte) (int, error) {
 	)
 	if b.gzip {
 		if b.zr == nil {
-			if b.zr, err = newGzipReader(rawReader{b}); err != nil {
+			if b.zr, err = NewGzipReader(rawReader{b}); err != nil {
 				if err != io.EOF && b.rawErr == nil {
 					err = fmt.Errorf("%w: gzip body: %w", ErrBadResponse, err)
 				}
@@ -148,7 +148,7 @@ func (b *body) finish(ok bool, err error) {
 	ok = ok && !b.killed
 	b.mu.Unlock()
 	if b.zr != nil {
-		b.zr.release()
+		b.zr.Release()
 		b.zr = nil
 	}
 	// stop is false when the abort already ran or runs: the connection

@@ -149,10 +149,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response
 		!httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")}
 	if compress && Gzipped(resp) {
 		b.gzip = true
-		resp.Header.Del("Content-Encoding")
-		resp.Header.Del("Content-Length")
-		resp.ContentLength = -1
-		resp.Uncompressed = true
+		MarkDecoded(resp)
 	}
 	resp.Body = b
 	return resp, nil
@@ -264,8 +261,7 @@ func (c *conn) readHead(req *http.Request) (*http.Response, error) {
 // asksGzip reports whether the transport adds Accept-Encoding: gzip to
 // req, by net/http's rule.
 func (c *conn) asksGzip(req *http.Request) bool {
-	return !c.t.DisableCompression && req.Method != http.MethodHead &&
-		req.Header.Get("Accept-Encoding") == "" && req.Header.Get("Range") == ""
+	return !c.t.DisableCompression && AsksGzip(req)
 }
 
 // Gzipped reports whether resp, to a request that asked for gzip, is gzip
