@@ -57,8 +57,6 @@ func (st *stream) attempts(ctx context.Context, ln *lane, t *task, p permit, dea
 		if p, err = st.acquirePermit(ctx, ln); err != nil {
 			return // the stream ended: the last attempt's result stands
 		}
-		idx, id, url := resp.GetIndex(), resp.GetId(), resp.GetUrl()
-		resp.Reset()
-		resp.Index, resp.Id, resp.Url = idx, id, url
+		clearOutcome(resp)
 	}
 }

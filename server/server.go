@@ -243,7 +243,7 @@ func (s *Server) fetch(ctx context.Context, job *fetcher.Job, resp *fetchv1.Fetc
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.ErrorContext(ctx, "panic in fetch worker", "url", resp.GetUrl(), "panic", r, "stack", string(debug.Stack()))
-			resp.StatusCode, resp.Headers, resp.Body, resp.Truncated, resp.FinalUrl = 0, nil, nil, false, ""
+			clearOutcome(resp)
 			resp.Error = &fetchv1.Error{
 				Code:    fetchv1.ErrorCode_ERROR_CODE_INTERNAL,
 				Message: fmt.Sprintf("internal error: panic: %v", r),
@@ -282,3 +282,11 @@ func (s *Server) retryPolicy(rp *fetchv1.RetryPolicy, parent *retry.Policy) retr
 var (
 	errDraining = errors.New("server is draining")
 )
+
+// clearOutcome clears what an attempt wrote into resp, keeping what
+// identifies the job: its index, id and url.
+func clearOutcome(resp *fetchv1.FetchResponse) {
+	idx, id, url := resp.GetIndex(), resp.GetId(), resp.GetUrl()
+	resp.Reset()
+	resp.Index, resp.Id, resp.Url = idx, id, url
+}

@@ -298,3 +298,23 @@ func TestCloseTwice(t *testing.T) {
 	s.Close()
 	s.Close()
 }
+
+// TestPanicClearsResult: a worker that panics after an attempt wrote its
+// outcome leaves none of it in the INTERNAL result.
+func TestPanicClearsResult(t *testing.T) {
+	s := New(WithAllowCIDRs(loopback), WithLogger(quiet), WithDedup(false))
+	s.testHookFetch = func(_ context.Context, _ *fetcher.Job, resp *fetchv1.FetchResponse) {
+		resp.StatusCode, resp.Body, resp.BodyLength, resp.BodySha256, resp.FinalUrl = 200, []byte("x"), 1, []byte{1}, "http://x/"
+		panic("after the body")
+	}
+	c := serveOn(t, s)
+	res, err := fetchAll(testctx.New(t), t, c, []*fetchv1.FetchRequest{{Url: "http://example.com/", Id: "a"}})
+	if err != nil || len(res) != 1 {
+		t.Fatalf("Fetch: %d results, %v; want 1", len(res), err)
+	}
+	r := res[0]
+	if r.GetError().GetCode() != fetchv1.ErrorCode_ERROR_CODE_INTERNAL || r.GetStatusCode() != 0 || len(r.GetBody()) != 0 ||
+		r.GetBodyLength() != 0 || len(r.GetBodySha256()) != 0 || r.GetFinalUrl() != "" || r.GetId() != "a" {
+		t.Errorf("result after a panic = %v, want only INTERNAL, the id and the url", r)
+	}
+}
