@@ -25,39 +25,43 @@ func (cl *call) unsendable(j *Job) string {
 }
 
 // invalidUTF8 returns the path of the first string field of m, nested
-// messages included, that is not valid UTF-8, or "".
+// messages included, that is not valid UTF-8, or "". Paths are built only
+// for what is found bad: this runs on every job.
 func invalidUTF8(m protoreflect.Message) string {
 	var bad string
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		name := string(fd.Name())
 		switch {
 		case fd.IsList():
 			l := v.List()
 			for i := range l.Len() {
-				if bad = invalidValue(fd, l.Get(i), fmt.Sprintf("%s[%d]", name, i)); bad != "" {
+				if inner, ok := invalidValue(fd, l.Get(i)); !ok {
+					bad = fmt.Sprintf("%s[%d]%s", fd.Name(), i, inner)
 					return false
 				}
 			}
 		case fd.IsMap():
 			// No map in the contract holds strings today.
 		default:
-			bad = invalidValue(fd, v, name)
+			if inner, ok := invalidValue(fd, v); !ok {
+				bad = string(fd.Name()) + inner
+				return false
+			}
 		}
-		return bad == ""
+		return true
 	})
 	return bad
 }
 
-func invalidValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string) string {
+// invalidValue reports ok false when v is, or holds, a string that is not
+// valid UTF-8, with the path inside v to it ("" for v itself).
+func invalidValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) (inner string, ok bool) {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
-		if !utf8.ValidString(v.String()) {
-			return path
-		}
+		return "", utf8.ValidString(v.String())
 	case protoreflect.MessageKind:
-		if inner := invalidUTF8(v.Message()); inner != "" {
-			return path + "." + inner
+		if in := invalidUTF8(v.Message()); in != "" {
+			return "." + in, false
 		}
 	}
-	return ""
+	return "", true
 }
