@@ -63,17 +63,22 @@ func decodeJob(b []byte) inbound {
 	}}
 }
 
+// inbounds returns decoded jobs as inbound ones.
+func inbounds(reqs []*fetchv1.FetchRequest) []inbound {
+	jobs := make([]inbound, len(reqs))
+	for i, j := range reqs {
+		jobs[i] = inbound{req: j}
+	}
+	return jobs
+}
+
 // decodeBatch decodes a FetchBatchRequest message. A job that does not
 // decode becomes an invalid inbound of its own; a batch whose framing or
 // options do not decode is an error of the whole call.
 func decodeBatch(b []byte) ([]inbound, *fetchv1.StreamOptions, error) {
 	batch := new(fetchv1.FetchBatchRequest)
 	if err := proto.Unmarshal(b, batch); err == nil {
-		jobs := make([]inbound, len(batch.GetJobs()))
-		for i, j := range batch.GetJobs() {
-			jobs[i] = inbound{req: j}
-		}
-		return jobs, batch.GetOptions(), nil
+		return inbounds(batch.GetJobs()), batch.GetOptions(), nil
 	}
 	var (
 		jobs []inbound
@@ -170,12 +175,13 @@ func fieldList(fields []string) string {
 	return "fields " + strings.Join(fields[:len(fields)-1], ", ") + " and " + fields[len(fields)-1] + " are"
 }
 
-// validUTF8 makes every string of a fetched result valid UTF-8, replacing
-// what is not with U+FFFD: a result with one invalid string cannot be
-// marshalled, and gRPC would end the whole stream. The fetcher already
-// decodes header bytes as ISO-8859-1; this covers what it cannot know about,
-// such as an error message quoting upstream bytes or a panic's value. The
-// index, id and url come from the job, valid since [decodeJob].
+// validUTF8 makes the strings of a fetched result that may quote upstream
+// bytes valid UTF-8, replacing what is not with U+FFFD: a result with one
+// invalid string cannot be marshalled, and gRPC would end the whole stream.
+// It covers the final URL and the error message (which may quote upstream
+// bytes, or a panic's value). The headers are made valid where they are
+// built, the fetcher decoding header bytes as ISO-8859-1; the index, id and
+// url come from the job, valid since [decodeJob].
 func validUTF8(r *fetchv1.FetchResponse) {
 	fix := func(s *string) {
 		if !utf8.ValidString(*s) {
@@ -183,10 +189,6 @@ func validUTF8(r *fetchv1.FetchResponse) {
 		}
 	}
 	fix(&r.FinalUrl)
-	for _, h := range r.Headers {
-		fix(&h.Name)
-		fix(&h.Value)
-	}
 	if r.Error != nil {
 		fix(&r.Error.Message)
 	}

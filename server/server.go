@@ -203,11 +203,7 @@ func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fet
 // gRPC has decoded. [Server.Register] registers a handler that decodes the
 // request itself instead, job by job.
 func (s *Server) FetchBatch(req *fetchv1.FetchBatchRequest, stream grpc.ServerStreamingServer[fetchv1.FetchBatchResponse]) error {
-	jobs := make([]inbound, len(req.GetJobs()))
-	for i, j := range req.GetJobs() {
-		jobs[i] = inbound{req: j}
-	}
-	return s.fetchBatch(jobs, req.GetOptions(), stream)
+	return s.fetchBatch(inbounds(req.GetJobs()), req.GetOptions(), stream)
 }
 
 // fetchBatch serves a FetchBatch call of the given jobs and options.
