@@ -120,7 +120,8 @@ func lastRead(recv func() (inbound, error)) error {
 }
 
 // configure sets the stream's limits from its options, each only lowering
-// the server's, and its digest and discard modes.
+// the server's (a per-host rate of its own adds to the server's, which
+// still applies), and its digest and discard modes.
 func (st *stream) configure(o *fetchv1.StreamOptions) {
 	so := st.s.opts
 	conc := so.concurrency

@@ -9,7 +9,6 @@ import (
 	"net/http/httptrace"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fetchd/fetchd/server/internal/h1"
@@ -180,7 +179,7 @@ func (c *replyConn) Read(b []byte) (int, error) {
 
 func (c *replyConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
-	if err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+	if err != nil && h1.IsReset(err) {
 		t := time.NewTimer(replyWait)
 		select {
 		case <-c.dead:

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -191,7 +190,7 @@ func (c *conn) exchange(req *http.Request, compress bool) (*http.Response, error
 	}
 	if err := writeBody(c.bw, req); err != nil {
 		werr := fmt.Errorf("write request: %w", err)
-		if c.r.aborted.Load() || !(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+		if c.r.aborted.Load() || !IsReset(err) {
 			return nil, werr
 		}
 		resp, rerr := c.readHead(req)
@@ -221,13 +220,7 @@ func (c *conn) readHead(req *http.Request) (*http.Response, error) {
 		if !c.r.head.IsZero() {
 			c.r.head = time.Time{}
 			if c.r.idle == 0 {
-				c.r.armed = false
-				c.nc.SetReadDeadline(time.Time{})
-				// An abort that ran since set a past deadline, which
-				// the line above just cleared: set it again.
-				if c.r.aborted.Load() {
-					c.nc.SetReadDeadline(time.Unix(1, 0))
-				}
+				c.r.clearDeadline()
 			}
 		}
 	}()

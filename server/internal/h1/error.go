@@ -3,6 +3,7 @@ package h1
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 )
 
@@ -83,3 +84,10 @@ type timeoutError struct{ msg string }
 func (e *timeoutError) Error() string   { return e.msg }
 func (e *timeoutError) Timeout() bool   { return true }
 func (e *timeoutError) Temporary() bool { return true }
+
+// IsReset reports whether err is the peer closing or resetting the
+// connection under a write (EPIPE, ECONNRESET): the upstream may have
+// answered before it stopped reading.
+func IsReset(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}

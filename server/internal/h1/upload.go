@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -82,11 +81,11 @@ func (r *connReader) readUploading(p []byte) (n int, ended bool, err error) {
 // read should fail with, nil if it can go on.
 func (r *connReader) uploaded(werr error) error {
 	r.wdone, r.werr = nil, werr
-	r.clearWake()
+	r.clearDeadline()
 	if r.headAfter > 0 {
 		r.head, r.headAfter = time.Now().Add(r.headAfter), 0
 	}
-	if werr == nil || r.aborted.Load() || errors.Is(werr, syscall.EPIPE) || errors.Is(werr, syscall.ECONNRESET) {
+	if werr == nil || r.aborted.Load() || IsReset(werr) {
 		return nil // an abort is the read's own error
 	}
 	return werr
@@ -110,18 +109,18 @@ func (r *connReader) joinUpload() (cut bool) {
 			break
 		}
 		r.nc.SetWriteDeadline(time.Time{})
-		if r.aborted.Load() { // as in clearWake
+		if r.aborted.Load() { // as in clearDeadline
 			r.nc.SetWriteDeadline(time.Unix(1, 0))
 		}
 	}
 	r.wdone = nil
-	r.clearWake()
+	r.clearDeadline()
 	return cut
 }
 
-// clearWake clears the past read deadline with which the upload woke the
-// read, keeping an abort's.
-func (r *connReader) clearWake() {
+// clearDeadline clears the connection's read deadline (the head's, or the
+// past one with which an upload woke the read), keeping an abort's.
+func (r *connReader) clearDeadline() {
 	r.armed = false
 	r.nc.SetReadDeadline(time.Time{})
 	// An abort that ran since set a past deadline, which the line above
