@@ -71,7 +71,7 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 				err: fmt.Errorf("%w: %s: %d attempts failed, last: %w", ErrUnavailable, b.addr, failures, err)})
 			return
 		}
-		if !sleep(ctx, backoff.Backoff(failures)) {
+		if !retry.Sleep(ctx, backoff.Backoff(failures)) {
 			return
 		}
 	}
@@ -145,15 +145,4 @@ func permanent(err error) bool {
 		return true
 	}
 	return false
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

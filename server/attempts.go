@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/fetchd/fetchd/internal/retry"
 )
 
 // work fetches t with the permit p, and retries it per its policy, giving
@@ -46,11 +48,7 @@ func (st *stream) attempts(ctx context.Context, ln *lane, t *task, p permit, dea
 		if !again || ctx.Err() != nil {
 			return
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
+		if !retry.Sleep(ctx, wait) {
 			return
 		}
 		var err error

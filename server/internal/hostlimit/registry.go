@@ -7,6 +7,8 @@ import (
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
+
+	"github.com/fetchd/fetchd/internal/retry"
 )
 
 // Registry holds the state of the hosts in use. The zero value is not
@@ -136,11 +138,7 @@ func (h *Host) Wait(ctx context.Context) error {
 		if d <= 0 {
 			break
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, d) {
 			return ctx.Err()
 		}
 	}
