@@ -88,68 +88,63 @@ func (p portList) Set(s string) error {
 // flag package's own values do.
 var errParse = errors.New("parse error")
 
-// offInt is an int flag whose 0 turns its setting off: it stores 0 as the
-// field's off, -1. It keeps the value given, for the check of a negative
-// one.
-type offInt struct {
-	p     *int
-	given int
+// offValue is an int or duration flag whose 0 turns its setting off: it
+// stores 0 as the field's off, -1. It keeps the value given, for the check
+// of a negative one.
+type offValue[T int | time.Duration] struct {
+	p     *T
+	given T
 }
 
+// offInt and offDuration are the off flags fetchd has.
+type (
+	offInt      = offValue[int]
+	offDuration = offValue[time.Duration]
+)
+
 // bind makes v set p, and sets p to def, the flag's default.
-func (v *offInt) bind(p *int, def int) *offInt {
+func (v *offValue[T]) bind(p *T, def T) *offValue[T] {
 	v.p, v.given, *p = p, def, def
 	return v
 }
 
-func (v *offInt) typeName() string { return "int" }
-
-func (v *offInt) String() string {
-	if v.p == nil || *v.p < 0 {
-		return "0"
+// typeName names the flag's type in -h as the flag package names its own.
+func (v *offValue[T]) typeName() string {
+	if _, ok := any(v.given).(time.Duration); ok {
+		return "duration"
 	}
-	return strconv.Itoa(*v.p)
+	return "int"
 }
 
-func (v *offInt) Set(s string) error {
-	n, err := strconv.ParseInt(s, 0, strconv.IntSize)
+func (v *offValue[T]) String() string {
+	var shown T // 0 when off
+	if v.p != nil && *v.p >= 0 {
+		shown = *v.p
+	}
+	if d, ok := any(shown).(time.Duration); ok {
+		return d.String()
+	}
+	return strconv.Itoa(int(shown))
+}
+
+func (v *offValue[T]) Set(s string) error {
+	var (
+		n   T
+		err error
+	)
+	switch p := any(&n).(type) {
+	case *time.Duration:
+		*p, err = time.ParseDuration(s)
+	case *int:
+		var i int64
+		i, err = strconv.ParseInt(s, 0, strconv.IntSize)
+		*p = int(i)
+	}
 	if err != nil {
-		return errParse // as the flag package's int flags say it
+		return errParse // as the flag package's own values say it
 	}
-	v.given = int(n)
-	*v.p = offIfZero(int(n))
-	return nil
-}
-
-// offDuration is a duration flag whose 0 turns its setting off, as
-// [offInt].
-type offDuration struct {
-	p     *time.Duration
-	given time.Duration
-}
-
-// bind makes v set p, and sets p to def, the flag's default.
-func (v *offDuration) bind(p *time.Duration, def time.Duration) *offDuration {
-	v.p, v.given, *p = p, def, def
-	return v
-}
-
-func (v *offDuration) typeName() string { return "duration" }
-
-func (v *offDuration) String() string {
-	if v.p == nil || *v.p < 0 {
-		return "0s"
-	}
-	return v.p.String()
-}
-
-func (v *offDuration) Set(s string) error {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return errParse
-	}
-	v.given = d
-	*v.p = offIfZero(d)
+	v.given = n
+	*v.p = offIfZero(n)
 	return nil
 }
 
