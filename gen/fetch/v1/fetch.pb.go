@@ -340,7 +340,21 @@ type StreamOptions struct {
 	// held: it is read up to the server's cap for bodies it does not return
 	// (fetchd's -max-discard-bytes, default 1 GiB), and is marked truncated
 	// beyond it. max_body_bytes does not apply. Default false.
-	DiscardBody   bool `protobuf:"varint,9,opt,name=discard_body,json=discardBody,proto3" json:"discard_body,omitempty"`
+	DiscardBody bool `protobuf:"varint,9,opt,name=discard_body,json=discardBody,proto3" json:"discard_body,omitempty"`
+	// Stream bodies in chunks of at most this many bytes: a body that fits in
+	// one chunk still comes inline in its result, and a longer one comes as
+	// FetchResponse messages that carry only index and chunk (BodyChunk),
+	// in order, before the job's one result. The result then has streamed
+	// set and an empty body; body_length, body_sha256 and truncated describe
+	// the whole body. Streamed bodies are capped at the server's cap for them
+	// (fetchd's -max-stream-body-bytes, default 1 GiB) or the lower
+	// max_body_bytes; values below 16 KiB are raised to it, and values over
+	// the server's inline body cap (-max-body-bytes) lowered to it. A job
+	// whose body has begun to stream is not retried, and a stream with
+	// chunks does not share fetches with other jobs (dedup). 0, the default:
+	// no chunks, every body inline in its result and cut at the inline cap.
+	// Only callers that set this field ever receive a chunk.
+	ChunkBytes    uint32 `protobuf:"varint,10,opt,name=chunk_bytes,json=chunkBytes,proto3" json:"chunk_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -436,6 +450,13 @@ func (x *StreamOptions) GetDiscardBody() bool {
 		return x.DiscardBody
 	}
 	return false
+}
+
+func (x *StreamOptions) GetChunkBytes() uint32 {
+	if x != nil {
+		return x.ChunkBytes
+	}
+	return 0
 }
 
 // Header is one HTTP header field. A name that carries several values
@@ -538,7 +559,15 @@ type FetchResponse struct {
 	// The SHA-256 of the body_length bytes fetchd read, when the stream asked
 	// for it (StreamOptions.digest); empty otherwise, and when no body was
 	// read.
-	BodySha256    []byte `protobuf:"bytes,14,opt,name=body_sha256,json=bodySha256,proto3" json:"body_sha256,omitempty"`
+	BodySha256 []byte `protobuf:"bytes,14,opt,name=body_sha256,json=bodySha256,proto3" json:"body_sha256,omitempty"`
+	// Set on a message that is a piece of a job's body, not its result: such
+	// a message carries only index and chunk, and comes only to a stream that
+	// set StreamOptions.chunk_bytes. Every job still gets exactly one result:
+	// its one message without chunk.
+	Chunk *BodyChunk `protobuf:"bytes,15,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// True when the body came before this result in chunk messages
+	// (StreamOptions.chunk_bytes); body is then empty.
+	Streamed      bool `protobuf:"varint,16,opt,name=streamed,proto3" json:"streamed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -671,6 +700,153 @@ func (x *FetchResponse) GetBodySha256() []byte {
 	return nil
 }
 
+func (x *FetchResponse) GetChunk() *BodyChunk {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *FetchResponse) GetStreamed() bool {
+	if x != nil {
+		return x.Streamed
+	}
+	return false
+}
+
+// BodyChunk is one piece of a streamed body (StreamOptions.chunk_bytes).
+// A job's chunks come in order of offset, with no gap, each as soon as
+// fetchd has read it, and all before the job's result.
+type BodyChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The offset in the body of data's first byte: 0 for the first chunk.
+	Offset uint64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The body bytes, decoded, at most StreamOptions.chunk_bytes of them.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// The response head, on the first chunk only (offset 0), so that a
+	// caller can act on the status and headers before the body ends. The
+	// result repeats it.
+	Head          *ResponseHead `protobuf:"bytes,3,opt,name=head,proto3" json:"head,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BodyChunk) Reset() {
+	*x = BodyChunk{}
+	mi := &file_fetch_v1_fetch_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BodyChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BodyChunk) ProtoMessage() {}
+
+func (x *BodyChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_fetch_v1_fetch_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BodyChunk.ProtoReflect.Descriptor instead.
+func (*BodyChunk) Descriptor() ([]byte, []int) {
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BodyChunk) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *BodyChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BodyChunk) GetHead() *ResponseHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+// ResponseHead is the status line and headers of a job's final response,
+// after redirects.
+type ResponseHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The HTTP status, as in FetchResponse.status_code.
+	StatusCode int32 `protobuf:"varint,1,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	// The URL of the response, as in FetchResponse.final_url.
+	FinalUrl string `protobuf:"bytes,2,opt,name=final_url,json=finalUrl,proto3" json:"final_url,omitempty"`
+	// The response headers, as in FetchResponse.headers.
+	Headers       []*Header `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseHead) Reset() {
+	*x = ResponseHead{}
+	mi := &file_fetch_v1_fetch_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseHead) ProtoMessage() {}
+
+func (x *ResponseHead) ProtoReflect() protoreflect.Message {
+	mi := &file_fetch_v1_fetch_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseHead.ProtoReflect.Descriptor instead.
+func (*ResponseHead) Descriptor() ([]byte, []int) {
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResponseHead) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *ResponseHead) GetFinalUrl() string {
+	if x != nil {
+		return x.FinalUrl
+	}
+	return ""
+}
+
+func (x *ResponseHead) GetHeaders() []*Header {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
 // Error says why a job got no complete HTTP response.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -684,7 +860,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[5]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +872,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[5]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +885,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{5}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -739,7 +915,7 @@ type FetchBatchRequest struct {
 
 func (x *FetchBatchRequest) Reset() {
 	*x = FetchBatchRequest{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[6]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +927,7 @@ func (x *FetchBatchRequest) String() string {
 func (*FetchBatchRequest) ProtoMessage() {}
 
 func (x *FetchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[6]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +940,7 @@ func (x *FetchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchBatchRequest.ProtoReflect.Descriptor instead.
 func (*FetchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{6}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FetchBatchRequest) GetJobs() []*FetchRequest {
@@ -781,10 +957,11 @@ func (x *FetchBatchRequest) GetOptions() *StreamOptions {
 	return nil
 }
 
-// FetchBatchResponse carries the result of one job of a FetchBatch call.
+// FetchBatchResponse carries the result of one job of a FetchBatch call,
+// or, when the batch set chunk_bytes, a chunk of a job's body.
 type FetchBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The result, exactly as Fetch would send it.
+	// The result or chunk, exactly as Fetch would send it.
 	Result        *FetchResponse `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -792,7 +969,7 @@ type FetchBatchResponse struct {
 
 func (x *FetchBatchResponse) Reset() {
 	*x = FetchBatchResponse{}
-	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +981,7 @@ func (x *FetchBatchResponse) String() string {
 func (*FetchBatchResponse) ProtoMessage() {}
 
 func (x *FetchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fetch_v1_fetch_proto_msgTypes[7]
+	mi := &file_fetch_v1_fetch_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +994,7 @@ func (x *FetchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchBatchResponse.ProtoReflect.Descriptor instead.
 func (*FetchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{7}
+	return file_fetch_v1_fetch_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FetchBatchResponse) GetResult() *FetchResponse {
@@ -843,7 +1020,7 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\x05retry\x18\b \x01(\v2\x15.fetch.v1.RetryPolicyR\x05retry\"b\n" +
 	"\vRetryPolicy\x12!\n" +
 	"\fmax_attempts\x18\x01 \x01(\rR\vmaxAttempts\x120\n" +
-	"\x14retry_non_idempotent\x18\x02 \x01(\bR\x12retryNonIdempotent\"\xe1\x02\n" +
+	"\x14retry_non_idempotent\x18\x02 \x01(\bR\x12retryNonIdempotent\"\x82\x03\n" +
 	"\rStreamOptions\x12 \n" +
 	"\vconcurrency\x18\x01 \x01(\rR\vconcurrency\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12$\n" +
@@ -853,10 +1030,13 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\x05retry\x18\x06 \x01(\v2\x15.fetch.v1.RetryPolicyR\x05retry\x12#\n" +
 	"\rdisable_dedup\x18\a \x01(\bR\fdisableDedup\x12\x16\n" +
 	"\x06digest\x18\b \x01(\bR\x06digest\x12!\n" +
-	"\fdiscard_body\x18\t \x01(\bR\vdiscardBody\"2\n" +
+	"\fdiscard_body\x18\t \x01(\bR\vdiscardBody\x12\x1f\n" +
+	"\vchunk_bytes\x18\n" +
+	" \x01(\rR\n" +
+	"chunkBytes\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xb7\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xfe\x03\n" +
 	"\rFetchResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x10\n" +
@@ -875,7 +1055,18 @@ const file_fetch_v1_fetch_proto_rawDesc = "" +
 	"\vbody_length\x18\r \x01(\x04R\n" +
 	"bodyLength\x12\x1f\n" +
 	"\vbody_sha256\x18\x0e \x01(\fR\n" +
-	"bodySha256\"J\n" +
+	"bodySha256\x12)\n" +
+	"\x05chunk\x18\x0f \x01(\v2\x13.fetch.v1.BodyChunkR\x05chunk\x12\x1a\n" +
+	"\bstreamed\x18\x10 \x01(\bR\bstreamed\"c\n" +
+	"\tBodyChunk\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12*\n" +
+	"\x04head\x18\x03 \x01(\v2\x16.fetch.v1.ResponseHeadR\x04head\"x\n" +
+	"\fResponseHead\x12\x1f\n" +
+	"\vstatus_code\x18\x01 \x01(\x05R\n" +
+	"statusCode\x12\x1b\n" +
+	"\tfinal_url\x18\x02 \x01(\tR\bfinalUrl\x12*\n" +
+	"\aheaders\x18\x03 \x03(\v2\x10.fetch.v1.HeaderR\aheaders\"J\n" +
 	"\x05Error\x12'\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x13.fetch.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"r\n" +
@@ -919,7 +1110,7 @@ func file_fetch_v1_fetch_proto_rawDescGZIP() []byte {
 }
 
 var file_fetch_v1_fetch_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fetch_v1_fetch_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_fetch_v1_fetch_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_fetch_v1_fetch_proto_goTypes = []any{
 	(ErrorCode)(0),              // 0: fetch.v1.ErrorCode
 	(*FetchRequest)(nil),        // 1: fetch.v1.FetchRequest
@@ -927,34 +1118,39 @@ var file_fetch_v1_fetch_proto_goTypes = []any{
 	(*StreamOptions)(nil),       // 3: fetch.v1.StreamOptions
 	(*Header)(nil),              // 4: fetch.v1.Header
 	(*FetchResponse)(nil),       // 5: fetch.v1.FetchResponse
-	(*Error)(nil),               // 6: fetch.v1.Error
-	(*FetchBatchRequest)(nil),   // 7: fetch.v1.FetchBatchRequest
-	(*FetchBatchResponse)(nil),  // 8: fetch.v1.FetchBatchResponse
-	(*durationpb.Duration)(nil), // 9: google.protobuf.Duration
+	(*BodyChunk)(nil),           // 6: fetch.v1.BodyChunk
+	(*ResponseHead)(nil),        // 7: fetch.v1.ResponseHead
+	(*Error)(nil),               // 8: fetch.v1.Error
+	(*FetchBatchRequest)(nil),   // 9: fetch.v1.FetchBatchRequest
+	(*FetchBatchResponse)(nil),  // 10: fetch.v1.FetchBatchResponse
+	(*durationpb.Duration)(nil), // 11: google.protobuf.Duration
 }
 var file_fetch_v1_fetch_proto_depIdxs = []int32{
 	4,  // 0: fetch.v1.FetchRequest.headers:type_name -> fetch.v1.Header
-	9,  // 1: fetch.v1.FetchRequest.timeout:type_name -> google.protobuf.Duration
+	11, // 1: fetch.v1.FetchRequest.timeout:type_name -> google.protobuf.Duration
 	3,  // 2: fetch.v1.FetchRequest.stream_options:type_name -> fetch.v1.StreamOptions
 	2,  // 3: fetch.v1.FetchRequest.retry:type_name -> fetch.v1.RetryPolicy
-	9,  // 4: fetch.v1.StreamOptions.timeout:type_name -> google.protobuf.Duration
+	11, // 4: fetch.v1.StreamOptions.timeout:type_name -> google.protobuf.Duration
 	2,  // 5: fetch.v1.StreamOptions.retry:type_name -> fetch.v1.RetryPolicy
 	4,  // 6: fetch.v1.FetchResponse.headers:type_name -> fetch.v1.Header
-	9,  // 7: fetch.v1.FetchResponse.duration:type_name -> google.protobuf.Duration
-	6,  // 8: fetch.v1.FetchResponse.error:type_name -> fetch.v1.Error
-	0,  // 9: fetch.v1.Error.code:type_name -> fetch.v1.ErrorCode
-	1,  // 10: fetch.v1.FetchBatchRequest.jobs:type_name -> fetch.v1.FetchRequest
-	3,  // 11: fetch.v1.FetchBatchRequest.options:type_name -> fetch.v1.StreamOptions
-	5,  // 12: fetch.v1.FetchBatchResponse.result:type_name -> fetch.v1.FetchResponse
-	1,  // 13: fetch.v1.FetchService.Fetch:input_type -> fetch.v1.FetchRequest
-	7,  // 14: fetch.v1.FetchService.FetchBatch:input_type -> fetch.v1.FetchBatchRequest
-	5,  // 15: fetch.v1.FetchService.Fetch:output_type -> fetch.v1.FetchResponse
-	8,  // 16: fetch.v1.FetchService.FetchBatch:output_type -> fetch.v1.FetchBatchResponse
-	15, // [15:17] is the sub-list for method output_type
-	13, // [13:15] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 7: fetch.v1.FetchResponse.duration:type_name -> google.protobuf.Duration
+	8,  // 8: fetch.v1.FetchResponse.error:type_name -> fetch.v1.Error
+	6,  // 9: fetch.v1.FetchResponse.chunk:type_name -> fetch.v1.BodyChunk
+	7,  // 10: fetch.v1.BodyChunk.head:type_name -> fetch.v1.ResponseHead
+	4,  // 11: fetch.v1.ResponseHead.headers:type_name -> fetch.v1.Header
+	0,  // 12: fetch.v1.Error.code:type_name -> fetch.v1.ErrorCode
+	1,  // 13: fetch.v1.FetchBatchRequest.jobs:type_name -> fetch.v1.FetchRequest
+	3,  // 14: fetch.v1.FetchBatchRequest.options:type_name -> fetch.v1.StreamOptions
+	5,  // 15: fetch.v1.FetchBatchResponse.result:type_name -> fetch.v1.FetchResponse
+	1,  // 16: fetch.v1.FetchService.Fetch:input_type -> fetch.v1.FetchRequest
+	9,  // 17: fetch.v1.FetchService.FetchBatch:input_type -> fetch.v1.FetchBatchRequest
+	5,  // 18: fetch.v1.FetchService.Fetch:output_type -> fetch.v1.FetchResponse
+	10, // 19: fetch.v1.FetchService.FetchBatch:output_type -> fetch.v1.FetchBatchResponse
+	18, // [18:20] is the sub-list for method output_type
+	16, // [16:18] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_fetch_v1_fetch_proto_init() }
@@ -968,7 +1164,7 @@ func file_fetch_v1_fetch_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fetch_v1_fetch_proto_rawDesc), len(file_fetch_v1_fetch_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

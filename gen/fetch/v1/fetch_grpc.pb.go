@@ -30,9 +30,12 @@ const (
 // FetchService fetches URLs over HTTP on behalf of its callers, many at a
 // time, through a bounded pool of workers shared by every caller.
 //
-// Every job gets exactly one response. A job that could not be fetched still
-// gets a response, with its error field set; per-job failures never end the
-// call. The call itself ends with a non-OK status only when the stream breaks
+// Every job gets exactly one result. A job that could not be fetched still
+// gets a result, with its error field set; per-job failures never end the
+// call. A caller that asks for bodies in chunks (StreamOptions.chunk_bytes)
+// also gets, before a job's result, the chunks of its body: FetchResponse
+// messages with chunk set, which are not results. No other caller ever gets
+// one. The call itself ends with a non-OK status only when the stream breaks
 // (the caller cancels, its deadline passes, the connection drops, a request
 // message is over the server's size limit: RESOURCE_EXHAUSTED) or the server
 // drains while the stream is open (UNAVAILABLE); jobs that have no response
@@ -114,9 +117,12 @@ type FetchService_FetchBatchClient = grpc.ServerStreamingClient[FetchBatchRespon
 // FetchService fetches URLs over HTTP on behalf of its callers, many at a
 // time, through a bounded pool of workers shared by every caller.
 //
-// Every job gets exactly one response. A job that could not be fetched still
-// gets a response, with its error field set; per-job failures never end the
-// call. The call itself ends with a non-OK status only when the stream breaks
+// Every job gets exactly one result. A job that could not be fetched still
+// gets a result, with its error field set; per-job failures never end the
+// call. A caller that asks for bodies in chunks (StreamOptions.chunk_bytes)
+// also gets, before a job's result, the chunks of its body: FetchResponse
+// messages with chunk set, which are not results. No other caller ever gets
+// one. The call itself ends with a non-OK status only when the stream breaks
 // (the caller cancels, its deadline passes, the connection drops, a request
 // message is over the server's size limit: RESOURCE_EXHAUSTED) or the server
 // drains while the stream is open (UNAVAILABLE); jobs that have no response
