@@ -28,7 +28,7 @@ const (
 	DefaultMaxBodyBytes           = 3 << 20
 	DefaultMaxDiscardBytes        = 1 << 30
 	DefaultMaxStreamBodyBytes     = 1 << 30
-	DefaultBodyMemory             = 256 << 20
+	DefaultBodyMemory             = 128 << 20
 	MinChunkBytes                 = 16 << 10 // the least chunk a stream may ask for (chunk_bytes)
 	DefaultTimeout                = 30 * time.Second
 	DefaultMaxTimeout             = 5 * time.Minute
@@ -124,7 +124,7 @@ type Config struct {
 	// takes all it may still need (its Content-Length, or else the cap) at
 	// once, and waits, reading nothing more, while the budget is short.
 	// It must hold at least one body at the cap: MaxBodyBytes + 1. Default
-	// [DefaultBodyMemory] (256 MiB), or 2 x (MaxBodyBytes + 1) if that is
+	// [DefaultBodyMemory] (128 MiB), or 2 x (MaxBodyBytes + 1) if that is
 	// more.
 	BodyMemory int64
 	// DefaultTimeout is the timeout of jobs that set none; at most

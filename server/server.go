@@ -172,6 +172,10 @@ func fetchBatchHandler(srv any, stream grpc.ServerStream) error {
 // Concurrency returns the size of the worker pool.
 func (s *Server) Concurrency() int { return s.opts.concurrency }
 
+// BodyMemory returns the body memory budget in bytes ([Config.BodyMemory],
+// resolved).
+func (s *Server) BodyMemory() int64 { return s.opts.bodyMemory }
+
 // Drain makes every stream, current and future, stop reading jobs, fetch
 // and answer every job it has read (started or queued), and end: with OK if
 // its caller had half-closed, else with codes.Unavailable and the

@@ -85,6 +85,8 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		return err
 	}
 	defer fs.Close()
+	memLimit, restore := setMemoryLimit(getenv, fs.BodyMemory(), logger)
+	defer restore()
 
 	gs := grpc.NewServer(grpcOpts...)
 	fs.Register(gs)
@@ -122,6 +124,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	logger.Info("fetchd listening", "addr", lis.Addr().String(), "concurrency", fs.Concurrency(),
+		"body_memory_mib", fs.BodyMemory()>>20, "memory_limit_mib", memLimit>>20,
 		"tls", cfg.tlsCert != "", "mtls", cfg.tlsClientCA != "", "auth", cfg.authTokenFile != "",
 		"allow_cidr", cidrList{&cfg.srv.AllowCIDRs}.String())
 
