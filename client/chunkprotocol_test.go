@@ -3,9 +3,14 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
@@ -108,6 +113,91 @@ func TestChunkProtocolErrors(t *testing.T) {
 			}
 			if !errors.Is(callErr, client.ErrUnavailable) || !strings.Contains(callErr.Error(), "chunk protocol error: "+tt.wantErr) {
 				t.Errorf("call with a retry budget of 1 ended with %v, want ErrUnavailable saying %q", callErr, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestChunkedBreakScripted breaks the first stream after part of a body
+// (on the wire, with no upstream involved): its writer is aborted, the
+// job resubmitted to a new writer, and the file is whole; without a
+// writer the partial body is dropped and the result has the whole body.
+func TestChunkedBreakScripted(t *testing.T) {
+	s := &scripted{answer: func(ctx context.Context, n int, i uint64, job *fetchv1.FetchRequest, send func(*fetchv1.FetchResponse) error) error {
+		if n == 0 {
+			if err := send(chunkMsg(i, 0, "body")); err != nil {
+				return err
+			}
+			return status.Error(codes.Unavailable, "scripted: broken mid-body on purpose")
+		}
+		return sendGood(i, job, send)
+	}}
+	jobs := []*client.Job{client.Get("http://127.0.0.1:1/a")}
+	want := goodBody(jobs[0])
+
+	fw := newFileWriters(t)
+	c := newClient(t, startScripted(t, s), client.WithBodyWriter(fw.open))
+	r := collect(t, c.Fetch(testctx.New(t), slices.Values(jobs)), 1)[0]
+	if r.GetBody() != nil || !r.GetStreamed() || r.GetError() != nil {
+		t.Errorf("result = %v, want streamed, no body, no error", r)
+	}
+	if o, f, a := fw.counts(); o != 2 || f != 1 || a != 1 {
+		t.Errorf("writers opened %d, finished %d, aborted %d; want 2, 1, 1", o, f, a)
+	}
+	if b, err := os.ReadFile(fw.file(0)); err != nil || string(b) != want {
+		t.Errorf("file holds %q, %v; want %q", b, err, want)
+	}
+
+	s2 := &scripted{answer: s.answer}
+	c2 := newClient(t, startScripted(t, s2), client.WithChunkBytes(4))
+	r = collect(t, c2.Fetch(testctx.New(t), slices.Values(jobs)), 1)[0]
+	if string(r.GetBody()) != want {
+		t.Errorf("reassembled body = %q, want %q", r.GetBody(), want)
+	}
+}
+
+// TestBodyWriterFailsScripted: an error from a writer's Write or Finish,
+// or from open, ends the call with that error, and every writer opened
+// was finished or aborted.
+func TestBodyWriterFailsScripted(t *testing.T) {
+	tests := []struct {
+		name      string
+		failWrite int
+		failOpen  bool
+	}{
+		{name: "write", failWrite: 2},
+		{name: "open", failOpen: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &scripted{answer: func(ctx context.Context, n int, i uint64, job *fetchv1.FetchRequest, send func(*fetchv1.FetchResponse) error) error {
+				return sendGood(i, job, send)
+			}}
+			fw := newFileWriters(t)
+			fw.failWrite = tt.failWrite
+			open := fw.open
+			if tt.failOpen {
+				open = func(uint64) (client.BodyWriter, error) { return nil, errDiskFull }
+			}
+			c := newClient(t, startScripted(t, s), client.WithBodyWriter(open))
+			jobs := make([]*client.Job, 20)
+			for i := range jobs {
+				jobs[i] = client.Get(fmt.Sprintf("http://127.0.0.1:1/%d", i))
+			}
+			var callErr error
+			for _, err := range c.Fetch(testctx.New(t), slices.Values(jobs)) {
+				if err != nil {
+					callErr = err
+				}
+			}
+			if !errors.Is(callErr, client.ErrBodyWriter) || !errors.Is(callErr, errDiskFull) {
+				t.Fatalf("call ended with %v, want ErrBodyWriter wrapping %v", callErr, errDiskFull)
+			}
+			if o, f, a := fw.counts(); o != f+a {
+				t.Errorf("writers opened %d, finished %d, aborted %d; want each finished or aborted", o, f, a)
+			}
+			if left := fw.leftovers(t); len(left) > 0 {
+				t.Errorf("temporary files left: %q", left)
 			}
 		})
 	}
