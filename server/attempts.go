@@ -18,7 +18,7 @@ func (st *stream) work(ctx context.Context, ln *lane, t *task, p permit) {
 		t.resp.Duration = durationpb.New(time.Since(start)) // all attempts and waits
 	}
 	st.s.flights.finish(t.key, t.resp)
-	st.done(ln, t.resp)
+	st.done(ln, t)
 }
 
 // attempts runs attempts from number first on, the first with the permit
@@ -36,9 +36,12 @@ func (st *stream) attempts(ctx context.Context, ln *lane, t *task, p permit, dea
 			j.Timeout = max(remaining, time.Millisecond)
 			job = &j
 		}
-		st.s.fetch(ctx, job, resp)
+		t.held = st.s.fetch(ctx, job, resp)
 		resp.Attempts = uint32(attempt)
 		p.release()
+		if resp.GetStreamed() {
+			return // its caller has part of the body: never fetched again
+		}
 
 		now := time.Now()
 		wait, retryAfter, again := t.policy.Next(resp, job.Method, attempt, now, deadline)
@@ -55,6 +58,8 @@ func (st *stream) attempts(ctx context.Context, ln *lane, t *task, p permit, dea
 		if p, err = st.acquirePermit(ctx, ln); err != nil {
 			return // the stream ended: the last attempt's result stands
 		}
+		st.s.mem.Release(t.held) // the last attempt's body, now dropped
+		t.held = 0
 		clearOutcome(resp)
 	}
 }

@@ -27,6 +27,9 @@ const (
 	DefaultStreamWindow           = 512 // the least default window; see [Config.StreamWindow]
 	DefaultMaxBodyBytes           = 3 << 20
 	DefaultMaxDiscardBytes        = 1 << 30
+	DefaultMaxStreamBodyBytes     = 1 << 30
+	DefaultBodyMemory             = 256 << 20
+	MinChunkBytes                 = 16 << 10 // the least chunk a stream may ask for (chunk_bytes)
 	DefaultTimeout                = 30 * time.Second
 	DefaultMaxTimeout             = 5 * time.Minute
 	DefaultMaxRedirects           = fetcher.DefaultMaxRedirects
@@ -108,6 +111,22 @@ type Config struct {
 	// the body, and marks a longer one truncated. MaxBodyBytes does not
 	// apply to it. Default [DefaultMaxDiscardBytes] (1 GiB).
 	MaxDiscardBytes int64
+	// MaxStreamBodyBytes caps the body of a job whose stream asked for
+	// bodies in chunks (StreamOptions.chunk_bytes): fetchd sends that much
+	// of it, one chunk at a time, and marks a longer one truncated. A
+	// stream may ask for less with max_body_bytes. Default
+	// [DefaultMaxStreamBodyBytes] (1 GiB).
+	MaxStreamBodyBytes int64
+	// BodyMemory is the budget of body bytes held at once across all
+	// streams: bodies being read whole, chunks on their way to a caller,
+	// and whole bodies in results not yet sent. Only what a body holds
+	// beyond its first 64 KiB counts; a fetch whose body grows past that
+	// takes all it may still need (its Content-Length, or else the cap) at
+	// once, and waits, reading nothing more, while the budget is short.
+	// It must hold at least one body at the cap: MaxBodyBytes + 1. Default
+	// [DefaultBodyMemory] (256 MiB), or 2 x (MaxBodyBytes + 1) if that is
+	// more.
+	BodyMemory int64
 	// DefaultTimeout is the timeout of jobs that set none; at most
 	// MaxTimeout. Default [DefaultTimeout], or MaxTimeout if that is less.
 	DefaultTimeout time.Duration
@@ -193,6 +212,8 @@ type options struct {
 	streamQueue      int
 	maxBodyBytes     int64
 	maxDiscardBytes  int64
+	maxStreamBytes   int64
+	bodyMemory       int64
 	defaultTimeout   time.Duration
 	maxTimeout       time.Duration
 	hostConcurrency  int     // 0: no cap
@@ -219,6 +240,7 @@ func (c *Config) resolve() (options, error) {
 		concurrency:      orDefault(c.Concurrency, DefaultConcurrency),
 		maxBodyBytes:     orDefault(c.MaxBodyBytes, DefaultMaxBodyBytes),
 		maxDiscardBytes:  orDefault(c.MaxDiscardBytes, DefaultMaxDiscardBytes),
+		maxStreamBytes:   orDefault(c.MaxStreamBodyBytes, DefaultMaxStreamBodyBytes),
 		maxTimeout:       orDefault(c.MaxTimeout, DefaultMaxTimeout),
 		hostConcurrency:  orOff(c.HostConcurrency, DefaultHostConcurrency),
 		hostRate:         c.HostRate,
@@ -233,6 +255,7 @@ func (c *Config) resolve() (options, error) {
 	o.defaultTimeout = orDefault(c.DefaultTimeout, min(DefaultTimeout, o.maxTimeout))
 	o.streamWindow = orDefault(c.StreamWindow, max(DefaultStreamWindow, 2*o.concurrency))
 	o.streamQueue = orDefault(c.StreamQueue, max(DefaultStreamQueue, 16*o.streamWindow))
+	o.bodyMemory = orDefault(c.BodyMemory, max(DefaultBodyMemory, 2*(o.maxBodyBytes+1)))
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
@@ -241,6 +264,8 @@ func (c *Config) resolve() (options, error) {
 		return options{}, fmt.Errorf("%w: DefaultTimeout %v is over MaxTimeout %v", ErrConfig, o.defaultTimeout, o.maxTimeout)
 	case o.retryAttempts > o.maxRetryAttempts:
 		return options{}, fmt.Errorf("%w: RetryAttempts %d is over MaxRetryAttempts %d", ErrConfig, o.retryAttempts, o.maxRetryAttempts)
+	case o.bodyMemory <= o.maxBodyBytes:
+		return options{}, fmt.Errorf("%w: BodyMemory %d cannot hold one body at MaxBodyBytes %d; make it at least %d", ErrConfig, o.bodyMemory, o.maxBodyBytes, o.maxBodyBytes+1)
 	}
 	return o, nil
 }
@@ -262,6 +287,8 @@ func (c *Config) validate() error {
 		{"MaxRetryBackoff", c.MaxRetryBackoff < 0},
 		{"MaxBodyBytes", c.MaxBodyBytes < 0},
 		{"MaxDiscardBytes", c.MaxDiscardBytes < 0},
+		{"MaxStreamBodyBytes", c.MaxStreamBodyBytes < 0},
+		{"BodyMemory", c.BodyMemory < 0},
 		{"DefaultTimeout", c.DefaultTimeout < 0},
 		{"MaxTimeout", c.MaxTimeout < 0},
 		{"MaxResponseHeaderBytes", c.MaxResponseHeaderBytes < 0},
@@ -276,7 +303,7 @@ func (c *Config) validate() error {
 // fetcherConfig returns the fetcher's part of c. The fetcher's settings
 // mean the same there as here (zero the default, negative off), and the
 // fetcher resolves them with the constants above.
-func (c *Config) fetcherConfig(concurrency int, policy *egress.Policy) fetcher.Config {
+func (c *Config) fetcherConfig(concurrency int, policy *egress.Policy, mem fetcher.Memory) fetcher.Config {
 	engine := fetcher.EngineLean
 	if c.NetHTTP {
 		engine = fetcher.EngineNetHTTP
@@ -291,6 +318,7 @@ func (c *Config) fetcherConfig(concurrency int, policy *egress.Policy) fetcher.C
 		RootCAs:                c.UpstreamRootCAs,
 		UserAgent:              c.UserAgent,
 		TracerProvider:         c.TracerProvider,
+		Memory:                 mem,
 	}
 }
 

@@ -85,22 +85,32 @@ func (st *stream) follow(ctx context.Context, ln *lane, t *task, f *flight) {
 	case <-f.done:
 	case <-ctx.Done():
 		t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: ctx.Err().Error()}
-		st.done(ln, t.resp)
+		st.done(ln, t)
 		return
 	}
 	if f.resp.GetError().GetCode() != fetchv1.ErrorCode_ERROR_CODE_CANCELLED || ctx.Err() != nil {
+		// The body is shared, but each result holds its own part of the
+		// budget for it until sent: the leader's may go first.
+		if n := int64(cap(f.resp.GetBody())) - fetcher.FreeBodyBytes; n > 0 {
+			if err := st.s.mem.Acquire(ctx, n); err != nil {
+				t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: err.Error()}
+				st.done(ln, t)
+				return
+			}
+			t.held = n
+		}
 		copyResult(t.resp, f.resp)
-		st.done(ln, t.resp)
+		st.done(ln, t)
 		return
 	}
 	p, err := st.acquirePermit(ctx, ln)
 	if err != nil {
 		t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: err.Error()}
-		st.done(ln, t.resp)
+		st.done(ln, t)
 		return
 	}
 	st.attempts(ctx, ln, t, p, time.Now().Add(t.job.Timeout), 1)
-	st.done(ln, t.resp)
+	st.done(ln, t)
 }
 
 // copyResult copies the outcome of a shared fetch into dst, keeping dst's
@@ -113,6 +123,7 @@ func copyResult(dst, src *fetchv1.FetchResponse) {
 	dst.BodyLength = src.GetBodyLength()
 	dst.BodySha256 = src.GetBodySha256()
 	dst.Truncated = src.GetTruncated()
+	dst.Streamed = src.GetStreamed()
 	dst.Duration = src.GetDuration()
 	dst.Error = src.GetError()
 	dst.Attempts = src.GetAttempts()

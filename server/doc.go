@@ -32,14 +32,28 @@
 // max_body_bytes). A stream that asks for discard_body gets no bodies: each
 // is read through a small fixed buffer, counted (body_length) and, with
 // digest, hashed (body_sha256) as it is read, up to [Config.MaxDiscardBytes],
-// so that discarding a body of any size costs no memory for it.
+// so that discarding a body of any size costs no memory for it. A stream
+// that asks for chunk_bytes gets a body longer than a chunk in chunk
+// messages before its result, up to [Config.MaxStreamBodyBytes]: each fetch
+// reads through one buffer of a chunk, and reads the next chunk only once
+// the sender has sent the last, so that a slow caller holds up the upstream
+// (by flow control) rather than memory, and chunks of many jobs take turns
+// on the stream with the other results.
+//
+// Body bytes beyond each body's first 64 KiB, of bodies being read, chunks
+// on their way and results not yet sent, come from one budget for the whole
+// server ([Config.BodyMemory]): a fetch takes, in one step, all its body may
+// still need, and waits, reading nothing, while the budget is short. No
+// fetch waits holding part of it, so it cannot deadlock; a result gives its
+// part back once sent.
 //
 // # Goroutines
 //
 // Per stream, one goroutine receives jobs, one per busy lane starts them,
 // one per started job fetches it, and the handler goroutine alone calls
-// Send. Workers hand results over a channel with room for the whole window,
-// so a worker never blocks on a slow caller. The handler returns only after
+// Send. Workers hand results (and chunks) over a channel with room for the
+// whole window, so a worker never blocks on a slow caller with a result;
+// only a worker streaming a body waits, for its last chunk to be sent. The handler returns only after
 // every goroutine it started has finished. A panic in a worker becomes that
 // job's ERROR_CODE_INTERNAL result. When the caller cancels or disconnects,
 // every in-flight fetch of the stream is cancelled at once.
@@ -90,6 +104,7 @@ package server
 //	permit.go    what one fetch holds, taken and released as one permit
 //	attempts.go  a job's attempts: fetch, back off, retry
 //	dedup.go     identical jobs in flight sharing one fetch, and their key
+//	chunks.go    messages for the sender, and a job's streamed body on its way
 //	runner.go    warm goroutines for fetch workers
 //	metrics.go   the Prometheus metrics ([WithMetrics])
 //	compress.go  the gzip codec, registered on purpose

@@ -33,6 +33,7 @@ type task struct {
 	policy retry.Policy
 	host   string // lane key: the URL's host name, lower case
 	key    string // dedup key; "" when the job is not deduplicated
+	held   int64  // body memory resp holds, from the server's budget
 }
 
 // enqueue adds t to its lane, starting the lane's goroutine if it is idle.
@@ -109,7 +110,7 @@ func (st *stream) runLane(ctx, recvCtx context.Context, ln *lane) {
 }
 
 // goWorker starts fn as a worker of lane ln. It reports false, starting
-// nothing, if the stream has ended; fn must end with st.done(ln, resp).
+// nothing, if the stream has ended; fn must end with st.done(ln, t).
 func (st *stream) goWorker(ln *lane, fn func()) bool {
 	st.mu.Lock()
 	if st.closed {
@@ -124,12 +125,12 @@ func (st *stream) goWorker(ln *lane, fn func()) bool {
 }
 
 // done hands over a worker's result and ends the worker.
-func (st *stream) done(ln *lane, resp *fetchv1.FetchResponse) {
+func (st *stream) done(ln *lane, t *task) {
 	st.mu.Lock()
 	ln.active--
 	st.dropIdle(ln)
 	st.mu.Unlock()
-	st.deliver(resp)
+	st.deliver(t.resp, t.held)
 	st.workers.Done()
 }
 

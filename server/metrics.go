@@ -87,7 +87,7 @@ func (m *metrics) result(r *fetchv1.FetchResponse) {
 	if code == fetchv1.ErrorCode_ERROR_CODE_BLOCKED {
 		m.blocked.Inc()
 	}
-	m.bytes.Add(float64(len(r.GetBody())))
+	m.bytes.Add(float64(max(uint64(len(r.GetBody())), r.GetBodyLength()))) // streamed and discarded bodies too
 }
 
 // fetched records a fetch that ran, how long it took and how it ended.

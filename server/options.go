@@ -129,6 +129,25 @@ func WithMaxDiscardBytes(n int64) Option {
 	}
 }
 
+// WithMaxStreamBodyBytes sets [Config.MaxStreamBodyBytes]. Values below 1
+// are ignored.
+func WithMaxStreamBodyBytes(n int64) Option {
+	return func(c *Config) {
+		if n > 0 {
+			c.MaxStreamBodyBytes = n
+		}
+	}
+}
+
+// WithBodyMemory sets [Config.BodyMemory]. Values below 1 are ignored.
+func WithBodyMemory(n int64) Option {
+	return func(c *Config) {
+		if n > 0 {
+			c.BodyMemory = n
+		}
+	}
+}
+
 // WithDefaultTimeout sets [Config.DefaultTimeout]. Values below 1ns are
 // ignored; [New] clamps it to the maximum timeout.
 func WithDefaultTimeout(d time.Duration) Option {

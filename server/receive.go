@@ -121,7 +121,7 @@ func lastRead(recv func() (inbound, error)) error {
 
 // configure sets the stream's limits from its options, each only lowering
 // the server's (a per-host rate of its own adds to the server's, which
-// still applies), and its digest and discard modes.
+// still applies), and its digest, discard and chunk modes.
 func (st *stream) configure(o *fetchv1.StreamOptions) {
 	so := st.s.opts
 	conc := so.concurrency
@@ -144,6 +144,15 @@ func (st *stream) configure(o *fetchv1.StreamOptions) {
 	if b := int64(o.GetMaxBodyBytes()); b > 0 && b < so.maxBodyBytes {
 		st.lim.MaxBodyBytes = b
 	}
+	if c := int64(o.GetChunkBytes()); c > 0 && !o.GetDiscardBody() {
+		// Chunks fit a message under the inline cap; max_body_bytes caps
+		// the streamed body instead of the inline one.
+		st.lim.ChunkBytes = min(max(c, MinChunkBytes), so.maxBodyBytes)
+		st.lim.MaxStreamBytes = so.maxStreamBytes
+		if b := int64(o.GetMaxBodyBytes()); b > 0 && b < so.maxStreamBytes {
+			st.lim.MaxStreamBytes = b
+		}
+	}
 	var hostCap int // 0: the server's cap only
 	if c := int(o.GetHostConcurrency()); c > 0 && (so.hostConcurrency == 0 || c < so.hostConcurrency) {
 		hostCap = c
@@ -156,7 +165,8 @@ func (st *stream) configure(o *fetchv1.StreamOptions) {
 		st.hosts = hostlimit.NewRegistry(hostCap, hostRate)
 	}
 	st.retry = st.s.retryPolicy(o.GetRetry(), nil)
-	st.dedup = so.dedup && !o.GetDisableDedup()
+	// A streamed body goes to one caller as it is read: nothing to share.
+	st.dedup = so.dedup && !o.GetDisableDedup() && st.lim.ChunkBytes == 0
 }
 
 // task validates a received job and builds its task.
@@ -177,6 +187,9 @@ func (st *stream) task(in inbound, index uint64, batch bool, resp *fetchv1.Fetch
 		return nil, err
 	}
 	t := &task{job: job, resp: resp, policy: st.retry, host: strings.ToLower(job.URL.Hostname())}
+	if job.Chunk > 0 {
+		job.Sink = newChunkSink(st, resp)
+	}
 	if req.GetRetry() != nil {
 		t.policy = st.s.retryPolicy(req.GetRetry(), &st.retry)
 	}
@@ -196,6 +209,6 @@ func (st *stream) answer(resp *fetchv1.FetchResponse) bool {
 	if closed {
 		return false
 	}
-	st.deliver(resp) // the receiver holds a workers count: results is open
+	st.deliver(resp, 0) // the receiver holds a workers count: results is open
 	return true
 }

@@ -30,6 +30,7 @@ type Server struct {
 
 	opts    options
 	pool    *semaphore.Weighted // the global worker pool; FIFO
+	mem     *semaphore.Weighted // the body memory budget, in bytes; FIFO
 	fetcher *fetcher.Fetcher
 	log     *slog.Logger
 	metrics *metrics
@@ -45,7 +46,8 @@ type Server struct {
 	// the stream; Close waits for it.
 	receivers sync.WaitGroup
 
-	// testHookFetch, when set by tests, replaces the fetcher.
+	// testHookFetch, when set by tests, replaces the fetcher; its results
+	// hold no body memory.
 	testHookFetch func(ctx context.Context, job *fetcher.Job, resp *fetchv1.FetchResponse)
 }
 
@@ -95,10 +97,12 @@ func NewFromConfig(cfg Config) (*Server, error) {
 	if policy.PrivateAllowed() {
 		o.logger.Warn("egress policy opens the private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): callers can reach internal services")
 	}
+	mem := semaphore.NewWeighted(o.bodyMemory)
 	return &Server{
 		opts:     o,
 		pool:     semaphore.NewWeighted(int64(o.concurrency)),
-		fetcher:  fetcher.New(cfg.fetcherConfig(o.concurrency, policy)),
+		mem:      mem,
+		fetcher:  fetcher.New(cfg.fetcherConfig(o.concurrency, policy, mem)),
 		log:      o.logger,
 		metrics:  m,
 		hosts:    hostlimit.NewRegistry(o.hostConcurrency, o.hostRate),
@@ -227,8 +231,10 @@ func (s *Server) fetchBatch(jobs []inbound, opts *fetchv1.StreamOptions, stream 
 	return s.serve(stream.Context(), recv, send, stream.SetTrailer, opts)
 }
 
-// fetch runs one job, turning a panic into the job's internal error.
-func (s *Server) fetch(ctx context.Context, job *fetcher.Job, resp *fetchv1.FetchResponse) {
+// fetch runs one job, turning a panic into the job's internal error. It
+// returns the body memory that resp holds, to be released once resp is
+// sent.
+func (s *Server) fetch(ctx context.Context, job *fetcher.Job, resp *fetchv1.FetchResponse) (held int64) {
 	defer validUTF8(resp) // last, after a panic's message too
 	s.metrics.inFlight.Inc()
 	start := time.Now()
@@ -248,9 +254,9 @@ func (s *Server) fetch(ctx context.Context, job *fetcher.Job, resp *fetchv1.Fetc
 	}()
 	if s.testHookFetch != nil {
 		s.testHookFetch(ctx, job, resp)
-		return
+		return 0
 	}
-	s.fetcher.Fetch(ctx, job, resp)
+	return s.fetcher.Fetch(ctx, job, resp)
 }
 
 // retryPolicy returns the policy asked for by rp on top of parent (the

@@ -26,10 +26,12 @@ type stream struct {
 	// window holds one token per job received and not yet answered; its
 	// capacity is the stream window.
 	window chan struct{}
-	// results carries finished jobs to the sender. It has room for the
-	// whole window, so a worker never blocks on it. Only deliver sends
-	// on it.
-	results chan *fetchv1.FetchResponse
+	// results carries finished jobs, and chunks of bodies on their way,
+	// to the sender. It has room for two messages per window token: a job
+	// has at most one chunk in it at a time, and once its worker stops
+	// waiting for that chunk (see chunkSink), its result; so a worker
+	// never blocks on it. Only deliver and chunkSink send on it.
+	results chan *outgoing
 
 	// queue holds one token per job read and not yet started; its
 	// capacity is the stream queue.
@@ -83,7 +85,7 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 		queue:    make(chan struct{}, s.opts.streamQueue),
 		gate:     make(chan struct{}, 1),
 		lanes:    make(map[string]*lane),
-		results:  make(chan *fetchv1.FetchResponse, s.opts.streamWindow),
+		results:  make(chan *outgoing, 2*s.opts.streamWindow),
 		stopRecv: stopRecv,
 	}
 	recvDone := make(chan error, 1)
@@ -102,7 +104,7 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 	)
 	for {
 		select {
-		case r, ok := <-st.results:
+		case o, ok := <-st.results:
 			if !ok {
 				// Every job read got its result, unless the stream broke.
 				answered := sum.jobs == int(st.read.Load())
@@ -115,14 +117,22 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 				}
 				return s.finish(callCtx, start, &sum, recvErr, sendErr, unread)
 			}
-			s.metrics.result(r)
-			if sendErr == nil {
-				if err := send(r); err != nil {
+			sending := sendErr == nil
+			if sending {
+				if err := send(o.resp); err != nil {
 					sendErr = err
 					cancel(err)
 					go st.end()
 				}
-				sum.add(r)
+			}
+			if o.chunk != nil {
+				o.chunk.sent(o)
+				continue
+			}
+			s.mem.Release(o.held)
+			s.metrics.result(o.resp)
+			if sending {
+				sum.add(o.resp)
 			}
 			<-st.window
 		case err := <-recvDone:
@@ -187,12 +197,12 @@ func (st *stream) end() {
 	})
 }
 
-// deliver hands a finished job's result to the sender: the one path into
-// results, for a fetched, shared or refused job alike. The job holds a
-// window token, so deliver never blocks, and the caller a workers count, so
-// end has not closed results.
-func (st *stream) deliver(resp *fetchv1.FetchResponse) {
-	st.results <- resp
+// deliver hands a finished job's result, with the body memory it holds,
+// to the sender: the one path into results for a fetched, shared or refused
+// job alike. The job holds a window token, so deliver never blocks, and the
+// caller a workers count, so end has not closed results.
+func (st *stream) deliver(resp *fetchv1.FetchResponse, held int64) {
+	st.results <- &outgoing{resp: resp, held: held}
 }
 
 // finish logs the stream's summary and returns its final status. callCtx

@@ -316,6 +316,8 @@ type StreamOptions struct {
 	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// The most body bytes returned per response; longer bodies are cut and
 	// marked truncated. 0 or more than the server's cap means the server's cap.
+	// With chunk_bytes it caps the whole body, streamed or inline, under the
+	// server's cap for streamed bodies instead.
 	MaxBodyBytes uint64 `protobuf:"varint,3,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
 	// At most this many of this stream's jobs in flight to one host at once
 	// (on top of the server's per-host cap, shared by all streams). 0 means

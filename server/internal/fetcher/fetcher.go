@@ -34,6 +34,7 @@ type Fetcher struct {
 	maxRedirects int
 	userAgent    string
 	idleRead     time.Duration // 0: no idle-read deadline
+	mem          Memory        // nil: no budget
 }
 
 // New returns a Fetcher for cfg.
@@ -78,6 +79,7 @@ func New(cfg Config) *Fetcher {
 		maxRedirects: cfg.MaxRedirects,
 		userAgent:    cfg.UserAgent,
 		idleRead:     cfg.IdleReadTimeout,
+		mem:          cfg.Memory,
 	}
 	var rt http.RoundTripper = tr
 	if f.idleRead > 0 {
@@ -135,8 +137,11 @@ var errJobTimeout = errors.New("job timeout expired")
 // drops Accept-Encoding), and fills in result: status,
 // headers, body (or, with job.Discard, only its count), body_length,
 // body_sha256 (with job.Digest), truncated, final URL, duration and, when
-// no complete response was obtained, error. It returns when the body has been read or
-// the job failed; ctx cancels it.
+// no complete response was obtained, error. With job.Chunk a long body goes
+// to job.Sink in chunks instead, and result.Streamed is set. It returns when
+// the body has been read or the job failed; ctx cancels it. It returns the
+// bytes of the [Config.Memory] budget that result.Body holds, for the
+// caller to release once it has sent the result.
 //
 // The host and port of the job's URL and of every redirect must pass the
 // policy's URL checks ([egress.Policy.CheckHost], [egress.Policy.CheckPort])
@@ -146,18 +151,19 @@ var errJobTimeout = errors.New("job timeout expired")
 // and decodes it, so the body is returned decoded and the body cap always
 // applies to the decoded size (a gzip bomb is small on the wire). An
 // encoding the upstream sends unasked is returned as received, capped.
-func (f *Fetcher) Fetch(ctx context.Context, job *Job, result *fetchv1.FetchResponse) {
+func (f *Fetcher) Fetch(ctx context.Context, job *Job, result *fetchv1.FetchResponse) (held int64) {
 	start := time.Now()
-	err := f.fetch(ctx, job, result)
+	held, err := f.fetch(ctx, job, result)
 	result.Duration = durationpb.New(time.Since(start))
 	if err != nil {
 		result.Error = Classify(ctx, err).Proto()
 	}
+	return held
 }
 
-func (f *Fetcher) fetch(parent context.Context, job *Job, result *fetchv1.FetchResponse) error {
+func (f *Fetcher) fetch(parent context.Context, job *Job, result *fetchv1.FetchResponse) (int64, error) {
 	if err := f.checkURL(job.URL); err != nil {
-		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_BLOCKED, Err: err}
+		return 0, &Error{Code: fetchv1.ErrorCode_ERROR_CODE_BLOCKED, Err: err}
 	}
 	ctx, cancel := context.WithTimeoutCause(parent, job.Timeout, errJobTimeout)
 	defer cancel()
@@ -170,7 +176,7 @@ func (f *Fetcher) fetch(parent context.Context, job *Job, result *fetchv1.FetchR
 	// its string to parse again.
 	req, err := http.NewRequestWithContext(ctx, job.Method, "", body)
 	if err != nil {
-		return &Error{Code: fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST, Err: err}
+		return 0, &Error{Code: fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST, Err: err}
 	}
 	u := *job.URL
 	u.Host = strings.TrimSuffix(u.Host, ":") // as NewRequest does: "host:" is "host"
@@ -187,18 +193,18 @@ func (f *Fetcher) fetch(parent context.Context, job *Job, result *fetchv1.FetchR
 	delete(req.Header, "Accept-Encoding")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return withCause(ctx, err)
+		return 0, withCause(ctx, err)
 	}
 	defer resp.Body.Close()
 
 	result.StatusCode = int32(resp.StatusCode)
 	result.FinalUrl = resp.Request.URL.String()
 	result.Headers = headersProto(resp.Header)
-	err = readBody(resp.Body, resp.ContentLength, job, result)
+	held, err := readBody(ctx, f.mem, resp.Body, resp.ContentLength, job, result)
 	if err != nil {
-		return withCause(ctx, fmt.Errorf("read body: %w", err))
+		return held, withCause(ctx, fmt.Errorf("read body: %w", err))
 	}
-	return nil
+	return held, nil
 }
 
 // withCause adds the job context's cause to err, so that [Classify] can

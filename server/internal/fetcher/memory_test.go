@@ -2,6 +2,7 @@ package fetcher
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"runtime"
@@ -246,7 +247,7 @@ func TestReadCappedMemory(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, truncated, err := readCapped(tt.r, tt.contentLength, tt.max, nil)
+			b, truncated, err := (&body{}).readCapped(context.Background(), tt.r, tt.contentLength, tt.max)
 			if err != nil || len(b) != tt.wantLen || truncated != tt.wantTruncated {
 				t.Fatalf("readCapped(max %d) = %d bytes, truncated %v, %v; want %d, %v, <nil>",
 					tt.max, len(b), truncated, err, tt.wantLen, tt.wantTruncated)

@@ -36,6 +36,13 @@ type Limits struct {
 	// MaxDiscardBytes caps a discarded body; longer ones are truncated. A
 	// non-positive value means no cap.
 	MaxDiscardBytes int64
+	// ChunkBytes, when positive, streams a body longer than this in chunks
+	// of this size through the job's [Sink]; MaxStreamBytes caps such a
+	// body instead of MaxBodyBytes. 0: every body whole in the result.
+	ChunkBytes int64
+	// MaxStreamBytes caps a body streamed in chunks; longer ones are
+	// truncated. A non-positive value means no cap.
+	MaxStreamBytes int64
 }
 
 // Job is a validated fetch job, ready for [Fetcher.Fetch].
@@ -45,9 +52,13 @@ type Job struct {
 	Header  http.Header
 	Body    []byte
 	Timeout time.Duration
-	MaxBody int64 // cap of a returned body, or of a discarded one (Discard)
+	MaxBody int64 // cap of a returned body, or of a discarded (Discard) or streamed (Chunk) one
 	Digest  bool  // set body_sha256
 	Discard bool  // count and digest the body, return none of it
+	// Chunk, when positive, sends a body longer than this through Sink in
+	// chunks of this size; a shorter one is returned whole.
+	Chunk int64
+	Sink  Sink // set by the caller for a job with Chunk
 }
 
 // methods are the HTTP methods a job may use. TRACE and CONNECT are refused.
@@ -110,8 +121,11 @@ func validate(req *fetchv1.FetchRequest, lim Limits) (*Job, error) {
 		}
 	}
 	maxBody := lim.MaxBodyBytes
-	if lim.DiscardBody {
+	switch {
+	case lim.DiscardBody:
 		maxBody = lim.MaxDiscardBytes
+	case lim.ChunkBytes > 0:
+		maxBody = lim.MaxStreamBytes
 	}
 	return &Job{
 		Method:  method,
@@ -122,6 +136,7 @@ func validate(req *fetchv1.FetchRequest, lim Limits) (*Job, error) {
 		MaxBody: maxBody,
 		Digest:  lim.Digest,
 		Discard: lim.DiscardBody,
+		Chunk:   lim.ChunkBytes,
 	}, nil
 }
 
