@@ -115,7 +115,7 @@ func TestRunOutLargeBody(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 || strings.HasPrefix(entries[0].Name(), ".") {
 		t.Errorf("%s holds %d entries, want only 0.body", dir, len(entries))
 	}
-	const maxHeld = 64 << 20
+	const maxHeld = 48 << 20
 	if use.Held > maxHeld {
 		t.Errorf("heap held up to %.1f MiB more during the run, want at most %.0f MiB for a %.0f MiB body",
 			testmem.MiB(use.Held), testmem.MiB(maxHeld), testmem.MiB(uint64(size)))
