@@ -54,6 +54,9 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 			failures = 0
 			continue
 		}
+		if errors.Is(err, ErrBodyWriter) {
+			return // the call fails
+		}
 		if !reached {
 			err = connectError{err}
 			if d := cl.opts.connectTimeout; time.Since(start) >= d {
@@ -110,23 +113,28 @@ func (cl *call) stream(ctx context.Context, b backend, first []uint64, waitReady
 	sendDone := make(chan bool, 1)
 	go func() { sendDone <- cl.send(sctx, st, sent, first) }()
 
+	bs := newBodies(cl.opts)
 	for {
 		r, rerr := st.Recv()
 		if rerr != nil {
 			err = rerr
 			break
 		}
-		global, ok := sent.answer(r.GetIndex())
-		if !ok {
-			err = fmt.Errorf("%s sent a result for unknown index %d", b.addr, r.GetIndex())
+		if err = cl.receive(sent, bs, r); err != nil {
+			if errors.Is(err, ErrBodyWriter) {
+				cl.fail(err)
+			}
+			err = fmt.Errorf("%s: %w", b.addr, err)
 			break
 		}
 		progress = true
-		r.Index = global
-		cl.deliver(global, r)
 	}
 	cancel(nil)
 	inputClosed = <-sendDone
+	bs.abortAll() // before the jobs can be resubmitted, to new writers
+	if errors.Is(err, ErrBodyWriter) {
+		return opened, progress, inputClosed, err
+	}
 	if errors.Is(err, io.EOF) && sent.empty() {
 		return opened, progress, inputClosed, nil
 	}
@@ -136,6 +144,33 @@ func (cl *call) stream(ctx context.Context, b backend, first []uint64, waitReady
 	unstarted := slices.Contains(st.Trailer().Get(retry.TrailerUnstarted), "true")
 	cl.requeue(sent.unanswered(), unstarted)
 	return opened, progress, inputClosed, err
+}
+
+// receive takes one message of a stream: a chunk of a job's body, or a
+// job's result, which it delivers. It returns an error wrapping
+// errProtocol when the backend broke the protocol (the stream is then
+// dropped and its jobs resubmitted), or ErrBodyWriter when a body writer
+// failed (the call fails).
+func (cl *call) receive(sent *sentJobs, bs *bodies, r *Result) error {
+	if c := r.GetChunk(); c != nil {
+		global, err := sent.lookup(r.GetIndex())
+		if err != nil {
+			return err
+		}
+		return bs.chunk(global, c)
+	}
+	local := r.GetIndex()
+	global, err := sent.lookup(local)
+	if err != nil {
+		return fmt.Errorf("sent a result for unknown index %d", local)
+	}
+	r.Index = global
+	if err := bs.result(global, r); err != nil {
+		return err
+	}
+	sent.answer(local)
+	cl.deliver(global, r)
+	return nil
 }
 
 // permanent reports whether a stream error will not go away by retrying.

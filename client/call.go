@@ -69,6 +69,7 @@ type call struct {
 	inputDone chan struct{} // closed when the input is exhausted
 	failed    chan struct{} // closed when every backend is given up
 	reached   chan struct{} // closed when the first stream opens, on any backend
+	broken    chan struct{} // closed when a body writer failed
 
 	mu        sync.Mutex // guards the fields below
 	pending   map[uint64]*pendingJob
@@ -78,6 +79,7 @@ type call struct {
 	anyOpened bool   // reached is closed
 	giveUps   []giveUp
 	err       error // why the call failed
+	writeErr  error // set once, with broken closed: the body writer's failure; no result is delivered after it
 }
 
 // run is the call, on the caller's goroutine: it starts the feeder and a
@@ -111,6 +113,7 @@ func (c *Client) run(ctx context.Context, jobs iter.Seq[*Job], ordered bool, yie
 		inputDone: make(chan struct{}),
 		failed:    make(chan struct{}),
 		reached:   make(chan struct{}),
+		broken:    make(chan struct{}),
 		pending:   make(map[uint64]*pendingJob, w),
 		live:      len(backends),
 	}
@@ -135,9 +138,20 @@ func (c *Client) run(ctx context.Context, jobs iter.Seq[*Job], ordered bool, yie
 			}
 		case <-inputDone:
 			inputDone = nil
+		case <-cl.broken:
+			cancel()
+			wg.Wait()
+			em.drain(cl.out)
+			yield(nil, cl.writeErr)
+			return
 		case <-cl.failed:
 			cancel()
 			wg.Wait()
+			if err := cl.writerFailed(); err != nil {
+				em.drain(cl.out)
+				yield(nil, err)
+				return
+			}
 			for len(cl.out) > 0 {
 				if !em.emit(<-cl.out) {
 					return
@@ -190,6 +204,34 @@ func (e *emitter) emit(r *Result) bool {
 			return false
 		}
 	}
+}
+
+// drain emits the results left in out, until the caller stops.
+func (e *emitter) drain(out chan *Result) {
+	for len(out) > 0 {
+		if !e.emit(<-out) {
+			return
+		}
+	}
+}
+
+// fail ends the call because a body writer failed with err: no result is
+// delivered after it, and run yields err once the goroutines are done.
+func (cl *call) fail(err error) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.writeErr == nil {
+		cl.writeErr = err
+		close(cl.broken)
+	}
+}
+
+// writerFailed returns the error of a body writer that failed the call, or
+// nil.
+func (cl *call) writerFailed() error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.writeErr
 }
 
 // answeredAll reports whether the input was read to its end and all of it

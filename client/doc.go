@@ -25,8 +25,8 @@
 //
 // # Stream options
 //
-// [WithConcurrency], [WithTimeout], [WithMaxBodyBytes], [WithDigest] and
-// [WithDiscardBody] are fetch.v1 StreamOptions: the client sets them on the
+// [WithConcurrency], [WithTimeout], [WithMaxBodyBytes], [WithDigest],
+// [WithDiscardBody] and [WithChunkBytes] are fetch.v1 StreamOptions: the client sets them on the
 // first message of every stream a call opens, reopened streams included, and
 // fetchd applies them to all of that stream's jobs. With [WithDigest] every
 // result carries Result.BodySha256, the SHA-256 of the body as fetchd read
@@ -35,13 +35,38 @@
 // (Result.BodyLength) but returns none of it, for link checkers and probes.
 // Result.BodyLength is the length of the body read either way.
 //
+// # Large bodies
+//
+// fetchd returns a body inline in its result up to its inline cap (3 MiB
+// by default) and cuts it there. [WithChunkBytes] asks it to stream longer
+// bodies instead, in chunks (fetch.v1 BodyChunk messages before the job's
+// result), up to its cap for streamed bodies (1 GiB by default). The chunks
+// are never yielded: the client reassembles each body and yields one Result
+// with the whole Body and Streamed set, which holds every body in flight in
+// memory. [WithBodyWriter] sends each body, streamed or inline, to a
+// [BodyWriter] the caller opens per job instead, chunk by chunk as it
+// arrives, and yields the results without bodies: memory then stays at the
+// window's results plus a chunk per stream, whatever the sizes, and in
+// input order a later job's body is written while the head job is still
+// slow, only its Result waiting. A writer is finished with the job's result
+// before it is yielded, and aborted when its body will not complete. When
+// a stream breaks part way through a body, the partial body is discarded
+// (its writer aborted) and the job resubmitted, its next attempt starting
+// from the first byte, unless its method is not idempotent
+// (ERROR_CODE_OUTCOME_UNKNOWN, as for any job in flight). A backend that
+// breaks the chunk protocol (chunks out of order, for no job pending, or
+// after the job's result) is treated as a broken stream. A failing writer
+// fails the call with [ErrBodyWriter].
+//
 // # Backpressure
 //
 // A call holds at most [WithWindow] jobs taken from its input and not yet
 // handed to the caller. When the window is full the client takes no new
 // job: in completion order that happens when the caller reads slowly, in
 // input order also when the head job is slow, since later results wait in
-// the reorder buffer until it arrives. Memory stays bounded either way.
+// the reorder buffer until it arrives. Memory stays bounded either way;
+// the window counts jobs, so with [WithChunkBytes] and no body writer the
+// partial bodies of the jobs in flight count on top (see Large bodies).
 // fetchd applies its own per-stream window, and HTTP/2 flow control carries
 // its pressure back to the client.
 //

@@ -3,12 +3,15 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"google.golang.org/grpc"
@@ -18,12 +21,17 @@ import (
 )
 
 // exampleFetchd starts a fetchd allowed to reach loopback, and an upstream
-// that answers /missing with 404 and everything else with the path. It
+// that answers /missing with 404, /large with 5 MiB of zeros and everything
+// else with the path. It
 // returns their addresses and a function that stops both.
 func exampleFetchd() (addr, upstream string, stop func()) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/missing" {
+		switch r.URL.Path {
+		case "/missing":
 			http.NotFound(w, r)
+			return
+		case "/large": // 5 MiB, over fetchd's inline cap
+			io.Copy(w, io.LimitReader(zeros{}, 5<<20))
 			return
 		}
 		fmt.Fprint(w, r.URL.Path)
@@ -173,4 +181,75 @@ func ExampleNew_replicas() {
 		log.Fatal(err)
 	}
 	defer c.Close()
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// tempFile writes one body to a temporary file and renames it into place
+// when the result comes.
+type tempFile struct {
+	f     *os.File
+	final string
+}
+
+func (w *tempFile) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+func (w *tempFile) Finish(r *client.Result) error {
+	if err := w.f.Close(); err != nil {
+		os.Remove(w.f.Name())
+		return err
+	}
+	return os.Rename(w.f.Name(), w.final)
+}
+
+func (w *tempFile) Abort() {
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+func ExampleWithBodyWriter() {
+	addr, upstream, stop := exampleFetchd()
+	defer stop()
+	dir, err := os.MkdirTemp("", "bodies")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	// Every body goes to its own file as it arrives, in chunks of 1 MiB
+	// (client.DefaultChunkBytes): none is held in memory, whatever its size.
+	open := func(index uint64) (client.BodyWriter, error) {
+		f, err := os.CreateTemp(dir, "body-*.tmp")
+		if err != nil {
+			return nil, err
+		}
+		return &tempFile{f: f, final: filepath.Join(dir, fmt.Sprintf("%d.body", index))}, nil
+	}
+	c, err := client.New(addr, client.WithBodyWriter(open))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	jobs := slices.Values([]*client.Job{client.Get(upstream + "/large"), client.Get(upstream + "/a")})
+	for r, err := range c.FetchOrdered(context.Background(), jobs) {
+		if err != nil {
+			log.Fatal(err) // a writer failed, or the call did
+		}
+		fi, err := os.Stat(filepath.Join(dir, fmt.Sprintf("%d.body", r.GetIndex())))
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%d: %d, streamed %v, %d bytes, %d in the result, file of %d bytes\n",
+			r.GetIndex(), r.GetStatusCode(), r.GetStreamed(), r.GetBodyLength(), len(r.GetBody()), fi.Size())
+	}
+	// Output:
+	// 0: 200, streamed true, 5242880 bytes, 0 in the result, file of 5242880 bytes
+	// 1: 200, streamed false, 2 bytes, 0 in the result, file of 2 bytes
 }

@@ -19,6 +19,7 @@ const (
 	DefaultMaxRecvMsgBytes = 16 << 20
 	DefaultConnectTimeout  = 5 * time.Second
 	DefaultMaxJobBytes     = 16 << 20
+	DefaultChunkBytes      = 1 << 20
 )
 
 type options struct {
@@ -39,6 +40,8 @@ type options struct {
 	maxRecvMsgBytes   int
 	connectTimeout    time.Duration
 	maxJobBytes       int
+	chunkBytes        uint32
+	bodyWriter        func(index uint64) (BodyWriter, error)
 	dialOptions       []grpc.DialOption
 }
 
@@ -230,4 +233,55 @@ func WithConnectTimeout(d time.Duration) Option {
 			o.connectTimeout = d
 		}
 	}
+}
+
+// WithChunkBytes asks fetchd to stream every body longer than n bytes in
+// chunks of at most n bytes (fetch.v1 StreamOptions.chunk_bytes; fetchd
+// raises n to 16 KiB and lowers it to its inline body cap,
+// -max-body-bytes). A streamed body is capped by fetchd's cap for streamed
+// bodies (-max-stream-body-bytes, 1 GiB by default) or the lower
+// [WithMaxBodyBytes], not by the inline cap; a shorter body still comes
+// inline in its result. Without [WithBodyWriter] the client reassembles
+// each streamed body and yields one Result with the whole Body, Streamed
+// true, and BodyLength, BodySha256 and Truncated as fetchd sent them.
+// Reassembly holds whole bodies in memory, those of every job in flight
+// (up to the window times the streamed cap): for large downloads use
+// [WithBodyWriter], which holds none. Default 0: no chunks, every body
+// inline and cut at the inline cap; with [WithBodyWriter],
+// [DefaultChunkBytes] (1 MiB).
+func WithChunkBytes(n uint32) Option {
+	return func(o *options) { o.chunkBytes = n }
+}
+
+// WithBodyWriter sends every body of the call, streamed or inline, to a
+// [BodyWriter] instead of Result.Body, which is then nil (the other fields
+// are unchanged). It implies chunked bodies, in chunks of
+// [WithChunkBytes] or [DefaultChunkBytes] (1 MiB): each chunk is written
+// as it arrives and not held, so a call holds at most its window's
+// results and one chunk per stream, whatever the body sizes; in input
+// order, a later job's body is written as it arrives and only its Result
+// waits in the reorder buffer.
+//
+// open is called lazily, once per attempt of a job, at the job's first
+// chunk or, for a body that came inline, when its result arrives, if it
+// has a response (Result.StatusCode != 0) or body bytes: a job that got no
+// response (an error such as ERROR_CODE_BLOCKED, or a result the client
+// set) opens no writer, and with [WithDiscardBody] none is opened. open
+// may be called from several goroutines at once; each writer is used by
+// one goroutine at a time. An error from open, Write or Finish fails the
+// call: its iterator yields, after the results already delivered, an
+// error wrapping [ErrBodyWriter] and the writer's error, and every writer
+// still open is aborted before it returns. Default: none, bodies in
+// Result.Body.
+func WithBodyWriter(open func(index uint64) (BodyWriter, error)) Option {
+	return func(o *options) { o.bodyWriter = open }
+}
+
+// streamChunkBytes returns the chunk_bytes of the call's streams: 0 for
+// none.
+func (o *options) streamChunkBytes() uint32 {
+	if o.chunkBytes == 0 && o.bodyWriter != nil {
+		return DefaultChunkBytes
+	}
+	return o.chunkBytes
 }

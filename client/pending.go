@@ -37,11 +37,15 @@ func (cl *call) attempt(idx uint64) (*Job, bool) {
 	return p.job, true
 }
 
-// deliver hands the result of job idx to the consumer, once.
+// deliver hands the result of job idx to the consumer, once, unless a
+// body writer failed the call.
 func (cl *call) deliver(idx uint64, r *Result) {
 	cl.mu.Lock()
 	_, ok := cl.pending[idx]
 	delete(cl.pending, idx)
+	if cl.writeErr != nil {
+		ok = false // the call failed
+	}
 	cl.mu.Unlock()
 	if ok {
 		cl.out <- r // never blocks: room for the whole window

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -70,7 +71,8 @@ func (cl *call) send(ctx context.Context, st fetchv1.FetchService_FetchClient, s
 // streamOptions returns the options for a stream's first message, or nil.
 func (cl *call) streamOptions() *fetchv1.StreamOptions {
 	o := cl.opts
-	if o.concurrency == 0 && o.timeout == 0 && o.maxBodyBytes == 0 && !o.digest && !o.discardBody {
+	chunk := o.streamChunkBytes()
+	if o.concurrency == 0 && o.timeout == 0 && o.maxBodyBytes == 0 && !o.digest && !o.discardBody && chunk == 0 {
 		return nil
 	}
 	so := &fetchv1.StreamOptions{
@@ -78,6 +80,7 @@ func (cl *call) streamOptions() *fetchv1.StreamOptions {
 		MaxBodyBytes: o.maxBodyBytes,
 		Digest:       o.digest,
 		DiscardBody:  o.discardBody,
+		ChunkBytes:   chunk,
 	}
 	if o.timeout > 0 {
 		so.Timeout = durationpb.New(o.timeout)
@@ -106,6 +109,21 @@ func (s *sentJobs) answer(local uint64) (uint64, bool) {
 	g, ok := s.local[local]
 	delete(s.local, local)
 	return g, ok
+}
+
+// lookup returns the call's index of the job sent as local and not yet
+// answered, or an error saying why there is none: it was answered already,
+// or never sent.
+func (s *sentJobs) lookup(local uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g, ok := s.local[local]; ok {
+		return g, nil
+	}
+	if local < s.next {
+		return 0, fmt.Errorf("%w: a chunk for job %d after its result", errProtocol, local)
+	}
+	return 0, fmt.Errorf("%w: a chunk for job %d, which was never sent", errProtocol, local)
 }
 
 func (s *sentJobs) empty() bool {

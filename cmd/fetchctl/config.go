@@ -115,6 +115,7 @@ Examples:
   fetchctl https://example.com/ https://example.org/
   fetchctl -addr fetchd:50051 -ordered -c 32 -timeout 10s -out bodies < urls.txt > results.jsonl
   fetchctl -discard -digest < links.txt    # status, size and SHA-256 of each, no bodies
+  fetchctl -out dl -digest https://example.com/big.iso   # any size, streamed to dl/0.body
 
 Every flag may also be set by the environment variable shown; a flag on the
 command line wins (for -H, both add up).
@@ -137,8 +138,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&cfg.method, "method", "GET", "HTTP `method` of URL lines")
 	fs.Var(headerList{&cfg.headers}, "H", "request `header` of URL lines, \"Name: value\" (repeatable; in FETCHCTL_H, one per line)")
 	fs.StringVar(&cfg.inputFile, "i", "", "read jobs from `FILE` (- for stdin) instead of stdin")
-	fs.BoolVar(&cfg.body, "body", false, "put each body in its line: \"body\" if UTF-8, else \"body_base64\"")
-	fs.StringVar(&cfg.outDir, "out", "", "save each body to `DIR`/<index>.body (DIR is created) and name it in \"file\"")
+	fs.BoolVar(&cfg.body, "body", false, "put each body in its line: \"body\" if UTF-8, else \"body_base64\" (held in memory; with -out, read back from its file)")
+	fs.StringVar(&cfg.outDir, "out", "", "stream each body, of any size, to `DIR`/<index>.body (DIR is created) as it arrives, and name it in \"file\": "+
+		"written to DIR/.<index>.body.tmp, renamed when the result has a response (a status, even truncated or failed part way), removed otherwise")
 	fs.BoolVar(&cfg.digest, "digest", false, "ask fetchd for the SHA-256 of each body it read and put it in \"sha256\" (lowercase hex)")
 	fs.BoolVar(&cfg.discard, "discard", false, "ask fetchd to read and count each body but return none; \"bytes\" is the count (not with -out or -body)")
 	fs.BoolVar(&cfg.failOnError, "fail-on-error", false, "exit 1 if any job has an error")

@@ -215,3 +215,20 @@ func TestRunMalformedInput(t *testing.T) {
 		})
 	}
 }
+
+// TestRunOutWriteFails: when a body cannot be written to -out, the run
+// stops with that error, exit 1, and does not blame fetchd.
+func TestRunOutWriteFails(t *testing.T) {
+	addr := startBackend(t)
+	up := testupstream.New(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, ".0.body.tmp"), 0o755); err != nil { // in the way of the temporary file
+		t.Fatal(err)
+	}
+	r := runCtl(t, nil, nil, "-addr", addr, "-out", dir, up.URL+"/?size=10")
+	r.wantCode(t, 1)
+	want := "fetchctl: body writer failed: open job 0: -out: open " + filepath.Join(dir, ".0.body.tmp") + ": is a directory"
+	if _, err := stderrLine(r.stderr, want); err != nil || strings.Contains(r.stderr, "cannot reach fetchd") {
+		t.Errorf("stderr:\n%s\nwant a line %q and no \"cannot reach fetchd\"", r.stderr, want)
+	}
+}

@@ -76,6 +76,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	var files *bodyFiles
+	if cfg.outDir != "" {
+		files = &bodyFiles{dir: cfg.outDir}
+		opts = append(opts, client.WithBodyWriter(files.open))
+	}
 	c, err := client.New(cfg.addr, opts...)
 	if err != nil {
 		return &usageError{err: fmt.Errorf("-addr %q: %w", cfg.addr, err)}
@@ -90,7 +95,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if cfg.ordered {
 		fetch = c.FetchOrdered
 	}
-	bar := newProgress(cfg.progress, stderr, in.Total())
+	bar := newProgress(cfg.progress, stderr, in.Total(), files != nil)
+	if files != nil {
+		files.bar = bar
+	}
 	sum := newSummary()
 	var callErr, outErr error
 	for r, err := range fetch(ctx, in.Jobs(ctx)) {

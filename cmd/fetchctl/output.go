@@ -8,8 +8,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/fetchd/fetchd/client"
@@ -44,7 +42,7 @@ type lineError struct {
 	Message string `json:"message"`
 }
 
-// output writes result lines to stdout, and bodies to files with -out.
+// output writes result lines to stdout.
 // It is used by one goroutine.
 type output struct {
 	w      io.Writer
@@ -69,20 +67,26 @@ func newOutput(w io.Writer, body bool, dir string, digest bool) (*output, error)
 }
 
 // write prints r's line, in one write so that lines reach a pipe whole and
-// at once, after saving its body with -out.
+// at once. With -out its body is already in its file (bodyFiles), which
+// the line names when r has a response; -body then reads it back.
 func (o *output) write(r *client.Result) error {
 	l := newLine(r)
 	if o.digest {
 		l.SHA256 = hex.EncodeToString(r.GetBodySha256())
 	}
-	if o.dir != "" && (r.GetStatusCode() != 0 || len(r.GetBody()) > 0) {
-		l.File = filepath.Join(o.dir, strconv.FormatUint(r.GetIndex(), 10)+".body")
-		if err := os.WriteFile(l.File, r.GetBody(), 0o644); err != nil {
-			return fmt.Errorf("-out: %w", err)
+	b := r.GetBody()
+	if o.dir != "" && r.GetStatusCode() != 0 {
+		// bodyFiles wrote it as it arrived.
+		l.File = bodyPath(o.dir, r.GetIndex())
+		if o.body {
+			var err error
+			if b, err = os.ReadFile(l.File); err != nil {
+				return fmt.Errorf("-body: %w", err)
+			}
 		}
 	}
 	if o.body {
-		if b := r.GetBody(); utf8.Valid(b) {
+		if utf8.Valid(b) {
 			s := string(b)
 			l.Body = &s
 		} else {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fetchd/fetchd/client"
+	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -39,6 +41,35 @@ func TestRunProgress(t *testing.T) {
 			}
 			if _, err := stderrLine(r.stderr[strings.LastIndex(r.stderr, "\r")+1:], "fetchctl: 3 results"); err != nil {
 				t.Errorf("stderr does not end with the summary on a line of its own:\n%q", r.stderr)
+			}
+		})
+	}
+}
+
+// TestProgressBytes checks that the bar shows the body bytes received so
+// far, counted as -out writes them, and the errors.
+func TestProgressBytes(t *testing.T) {
+	var out syncBuffer
+	p := newProgress("always", &out, 2, true)
+	p.addBytes(12<<20 + 300<<10)
+	p.add(&client.Result{Error: &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_TIMEOUT}, BodyLength: 5})
+	defer p.finish()
+	if got := p.bar.State().Description; got != "fetching (12.3 MiB, 1 error)" {
+		t.Errorf("bar description = %q, want \"fetching (12.3 MiB, 1 error)\"", got)
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	tests := []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {12<<20 + 300<<10, "12.3 MiB"}, {3 << 30, "3.0 GiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := formatBytes(tt.n); got != tt.want {
+				t.Errorf("formatBytes(%d) = %q, want %q", tt.n, got, tt.want)
 			}
 		})
 	}

@@ -93,6 +93,8 @@ func verdict(interrupted bool, cfg *config, in *input, sum *summary, callErr, ou
 	unreachable := errors.Is(callErr, client.ErrUnreachable)
 	switch {
 	case callErr == nil || interrupted:
+	case errors.Is(callErr, client.ErrBodyWriter):
+		errs = append(errs, errors.New(strings.TrimPrefix(callErr.Error(), "client: ")))
 	case unreachable:
 		// One line per backend, "client: cannot reach fetchd at ADDR: why",
 		// printed without the package prefix.
