@@ -397,3 +397,53 @@ func hasHeader(r *fetchv1.FetchResponse, name string) bool {
 	}
 	return false
 }
+
+// TestGrpcurlChunks: the README's large-body call through grpcurl. With
+// chunk_bytes a body over the inline cap arrives whole, in chunk messages
+// before its one result; a caller that does not ask (an old one) still
+// gets its body inline, cut at the cap, and no chunk.
+func TestGrpcurlChunks(t *testing.T) {
+	up := testupstream.New(t)
+	p := startFetchd(t, "-allow-cidr", "127.0.0.0/8", "-max-body-bytes", "20000")
+	const size = 50000
+	url := up.URL + "/?size=50000"
+	body := []byte(strings.Repeat("x", size))
+
+	t.Run("chunk_bytes", func(t *testing.T) {
+		req := `{"jobs": [{"url": "` + url + `"}], "options": {"chunk_bytes": 16384, "digest": true}}`
+		out, err := grpcurl(t, "-plaintext", "-d", req, p.addr, "fetch.v1.FetchService/FetchBatch")
+		if err != nil {
+			t.Fatalf("grpcurl FetchBatch: %v", err)
+		}
+		msgs := decodeAll(t, out, func() *fetchv1.FetchBatchResponse { return new(fetchv1.FetchBatchResponse) })
+		var got []byte
+		for i, m := range msgs {
+			r := m.GetResult()
+			if i < len(msgs)-1 {
+				c := r.GetChunk()
+				if c == nil || c.GetOffset() != uint64(len(got)) || (i == 0) != (c.GetHead().GetStatusCode() == 200) {
+					t.Fatalf("message %d = %v; want a chunk at offset %d, with the head on the first only", i, r, len(got))
+				}
+				got = append(got, c.GetData()...)
+				continue
+			}
+			want := &fetchv1.FetchResponse{Url: url, FinalUrl: url, StatusCode: 200, BodyLength: size, BodySha256: sha(body), Streamed: true}
+			checkResults(t, "FetchBatch", []*fetchv1.FetchResponse{r}, []*fetchv1.FetchResponse{want})
+		}
+		if len(msgs) != 5 || string(got) != string(body) {
+			t.Errorf("%d messages, %d body bytes in chunks; want 4 chunks of 16384 at most and a result, %d bytes", len(msgs), len(got), size)
+		}
+	})
+	t.Run("old caller", func(t *testing.T) {
+		out, err := grpcurl(t, "-plaintext", "-d", `{"jobs": [{"url": "`+url+`"}]}`, p.addr, "fetch.v1.FetchService/FetchBatch")
+		if err != nil {
+			t.Fatalf("grpcurl FetchBatch: %v", err)
+		}
+		msgs := decodeAll(t, out, func() *fetchv1.FetchBatchResponse { return new(fetchv1.FetchBatchResponse) })
+		want := &fetchv1.FetchResponse{Url: url, FinalUrl: url, StatusCode: 200, Body: body[:20000], BodyLength: 20000, Truncated: true}
+		if len(msgs) != 1 {
+			t.Fatalf("%d messages, want 1", len(msgs))
+		}
+		checkResults(t, "FetchBatch", []*fetchv1.FetchResponse{msgs[0].GetResult()}, []*fetchv1.FetchResponse{want})
+	})
+}
