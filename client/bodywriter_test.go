@@ -14,32 +14,10 @@ import (
 	"time"
 
 	"github.com/fetchd/fetchd/client"
+	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
-// pattern fills p with the bytes of the test body at offset off: the same
-// for every request, cheap to make, and no two nearby blocks alike.
-func pattern(off int64, p []byte) {
-	for i := range p {
-		x := uint64(off) + uint64(i)
-		p[i] = byte(x ^ x>>8 ^ x>>17)
-	}
-}
-
-// patternSum returns the SHA-256 of the first n bytes of the test body.
-func patternSum(n int64) [32]byte {
-	h := sha256.New()
-	buf := make([]byte, 64<<10)
-	for off := int64(0); off < n; off += int64(len(buf)) {
-		p := buf[:min(int64(len(buf)), n-off)]
-		pattern(off, p)
-		h.Write(p)
-	}
-	var sum [32]byte
-	h.Sum(sum[:0])
-	return sum
-}
-
-// bigUpstream serves /?size=N, N bytes of the test pattern, made as it is
+// bigUpstream serves /?size=N, N bytes of the testupstream pattern, made as it is
 // sent (never held whole). With wait=1 it answers only once release is
 // closed; with hold=K its first request for a URL sends K bytes and then
 // waits for release before the rest.
@@ -104,7 +82,7 @@ func (u *bigUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		if first && hold > 0 {
 			p = p[:min(int64(len(p)), hold-off)]
 		}
-		pattern(off, p)
+		testupstream.Pattern(off, p)
 		if _, err := w.Write(p); err != nil {
 			return
 		}

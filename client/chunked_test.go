@@ -9,6 +9,7 @@ import (
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/internal/testctx"
+	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
 // TestChunkedBodies fetches bodies through a real fetchd with chunked
@@ -41,7 +42,7 @@ func TestChunkedBodies(t *testing.T) {
 			c := newClient(t, b.addr, opts...)
 			jobs := []*client.Job{client.Get(fmt.Sprintf("%s/?size=%d", up.URL, tt.size))}
 			r := collect(t, c.Fetch(testctx.New(t), slices.Values(jobs)), 1)[0]
-			want := patternSum(tt.size)
+			want := testupstream.PatternSum(tt.size)
 			if r.GetChunk() != nil || r.GetStatusCode() != 200 || r.GetError() != nil {
 				t.Fatalf("result = %v, want status 200 and no chunk", r)
 			}
@@ -105,7 +106,7 @@ func TestOrderedBodiesNotHeld(t *testing.T) {
 	if !slices.Equal(order, []uint64{0, 1, 2, 3}) {
 		t.Errorf("FetchOrdered yielded %v, want [0 1 2 3]", order)
 	}
-	want := patternSum(size)
+	want := testupstream.PatternSum(size)
 	for i := uint64(1); i < 4; i++ {
 		if n, got := fw.fileSum(t, i); n != size || got != want {
 			t.Errorf("job %d: %d bytes with sha256 %x, want %d with %x", i, n, got, size, want)
@@ -153,7 +154,7 @@ func TestBodyWriterAfterBreak(t *testing.T) {
 			if tt.wantCode != 0 {
 				return
 			}
-			want := patternSum(size)
+			want := testupstream.PatternSum(size)
 			if n, got := fw.fileSum(t, 0); n != size || got != want {
 				t.Errorf("body after the break: %d bytes with sha256 %x, want %d with %x", n, got, size, want)
 			}

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"testing"
-
-	"google.golang.org/grpc"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 )
@@ -29,22 +26,7 @@ type scripted struct {
 // when tb ends.
 func startScripted(tb testing.TB, s *scripted) string {
 	tb.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	fetchv1.RegisterFetchServiceServer(gs, s)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		gs.Serve(lis)
-	}()
-	tb.Cleanup(func() {
-		gs.Stop()
-		<-done
-	})
-	return lis.Addr().String()
+	return serveFetchService(tb, s)
 }
 
 // Fetch answers the jobs of one stream with the script.

@@ -39,12 +39,19 @@ type recorder struct {
 // when tb ends.
 func startRecorder(tb testing.TB, r *recorder) string {
 	tb.Helper()
+	return serveFetchService(tb, r)
+}
+
+// serveFetchService serves srv, a FetchService of a test's own, on
+// loopback and returns its address; it stops when tb ends.
+func serveFetchService(tb testing.TB, srv fetchv1.FetchServiceServer) string {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	fetchv1.RegisterFetchServiceServer(gs, r)
+	fetchv1.RegisterFetchServiceServer(gs, srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

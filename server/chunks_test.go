@@ -7,15 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"runtime"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/internal/testctx"
@@ -23,73 +19,14 @@ import (
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
-// pattern returns n bytes of a pattern that is not periodic in any chunk
-// size, so that a chunk out of place changes the digest.
-func pattern(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>9 + i>>17)
-	}
-	return b
-}
-
-// patternUpstream serves pattern(size) for "GET /SIZE", framed by
-// Content-Length, or chunked for "GET /SIZE?chunked". written counts the
-// body bytes it wrote, and closed the connections that went away before
-// their body was written whole.
-type patternUpstream struct {
-	addr    string
-	written atomic.Int64
-	closed  atomic.Int64
-}
-
-func startPattern(t *testing.T) *patternUpstream {
-	t.Helper()
-	u := &patternUpstream{}
-	raw := testupstream.StartRaw(t, func(c net.Conn, _ <-chan struct{}) {
-		buf := make([]byte, 4096)
-		n, err := c.Read(buf)
-		if err != nil || !strings.Contains(string(buf[:n]), "\r\n\r\n") {
-			return
-		}
-		var size int
-		target := strings.Fields(string(buf[:n]))[1]
-		fmt.Sscanf(strings.TrimPrefix(target, "/"), "%d", &size)
-		chunked := strings.HasSuffix(target, "?chunked")
-		if chunked {
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Size: %d\r\nConnection: close\r\n\r\n", size)
-		} else {
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Size: %d\r\nConnection: close\r\n\r\n", size, size)
-		}
-		body := pattern(size)
-		for off := 0; off < size; off += 32 << 10 {
-			part := body[off:min(off+32<<10, size)]
-			if chunked {
-				fmt.Fprintf(c, "%x\r\n", len(part))
-			}
-			if _, err := c.Write(part); err != nil {
-				u.closed.Add(1)
-				return
-			}
-			if chunked {
-				io.WriteString(c, "\r\n")
-			}
-			u.written.Add(int64(len(part)))
-		}
-		if chunked {
-			io.WriteString(c, "0\r\n\r\n")
-		}
-	})
-	u.addr = raw.Addr
-	return u
-}
-
-func (u *patternUpstream) url(size int, chunked bool) string {
-	s := fmt.Sprintf("http://%s/%d", u.addr, size)
+// patternURL returns the URL of n bytes of the pattern body on up, framed
+// by Content-Length or, if chunked, chunked.
+func patternURL(up *testupstream.Upstream, n int, chunked bool) string {
+	u := fmt.Sprintf("%s/?pattern=%d", up.URL, n)
 	if chunked {
-		s += "?chunked"
+		u += "&chunked=1"
 	}
-	return s
+	return u
 }
 
 // parts is what a stream sent for one job: its chunks reassembled, and its
@@ -152,7 +89,7 @@ func collect(t *testing.T, recv func() (*fetchv1.FetchResponse, error)) (map[uin
 // Content-Length or chunked; a body that fits in a chunk comes inline; the
 // caps and the digest hold.
 func TestChunkedBodies(t *testing.T) {
-	up := startPattern(t)
+	up := testupstream.New(t)
 	const chunk = 64 << 10
 	c, _ := startServer(t, WithMaxBodyBytes(256<<10), WithMaxStreamBodyBytes(3<<20))
 	tests := []struct {
@@ -175,10 +112,10 @@ func TestChunkedBodies(t *testing.T) {
 		for _, framing := range []string{"content-length", "chunked"} {
 			t.Run(tt.name+"/"+framing, func(t *testing.T) {
 				opts := &fetchv1.StreamOptions{ChunkBytes: chunk, Digest: true, MaxBodyBytes: tt.maxBody}
-				url := up.url(tt.size, framing == "chunked")
+				url := patternURL(up, tt.size, framing == "chunked")
 				check := func(t *testing.T, got map[uint64]*parts) {
 					t.Helper()
-					want := pattern(tt.size)[:tt.wantLength]
+					want := testupstream.PatternBytes(tt.size)[:tt.wantLength]
 					for i := range uint64(2) {
 						p := got[i]
 						if p == nil || p.result == nil {
@@ -247,15 +184,14 @@ func TestChunkedBodies(t *testing.T) {
 // TestChunksInterleave: a long body streams while the stream's other jobs
 // finish; their results do not wait for its end.
 func TestChunksInterleave(t *testing.T) {
-	up := startPattern(t)
-	test := testupstream.New(t)
+	up := testupstream.New(t)
 	c, _ := startServer(t)
 	stream, err := c.Fetch(testctx.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	const small = 20
-	big := &fetchv1.FetchRequest{Url: up.url(64<<20, false), StreamOptions: &fetchv1.StreamOptions{ChunkBytes: 64 << 10}}
+	big := &fetchv1.FetchRequest{Url: patternURL(up, 64<<20, false), StreamOptions: &fetchv1.StreamOptions{ChunkBytes: 64 << 10}}
 	if err := stream.Send(big); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +201,7 @@ func TestChunksInterleave(t *testing.T) {
 		t.Fatalf("first message = %v, %v; want a chunk of job 0", first, err)
 	}
 	for range small {
-		if err := stream.Send(job(test.URL + "/?delay=10ms")); err != nil {
+		if err := stream.Send(job(up.URL + "/?delay=10ms")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -302,7 +238,7 @@ func TestChunksInterleave(t *testing.T) {
 // up the upstream read, not fetchd's memory: the upstream gets to write
 // only what the chunk, gRPC's and the sockets' buffers hold.
 func TestChunkedSlowReader(t *testing.T) {
-	up := startPattern(t)
+	up := testupstream.New(t)
 	c, _ := startServer(t)
 	ctx, cancel := context.WithCancel(testctx.New(t))
 	defer cancel()
@@ -311,7 +247,7 @@ func TestChunkedSlowReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 1 << 30
-	if err := stream.Send(&fetchv1.FetchRequest{Url: up.url(size, false), Timeout: dur(time.Minute),
+	if err := stream.Send(&fetchv1.FetchRequest{Url: patternURL(up, size, false), Timeout: dur(time.Minute),
 		StreamOptions: &fetchv1.StreamOptions{ChunkBytes: 1 << 20}}); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +259,7 @@ func TestChunkedSlowReader(t *testing.T) {
 		last := int64(-1)
 		for {
 			time.Sleep(300 * time.Millisecond)
-			n := up.written.Load()
+			n := up.Written()
 			if n == last {
 				return n
 			}
@@ -345,20 +281,20 @@ func TestChunkedSlowReader(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testctx.WaitFor(t, 10*time.Second, "the upstream to write more once the caller reads", func() bool { return up.written.Load() > n })
+	testctx.WaitFor(t, 10*time.Second, "the upstream to write more once the caller reads", func() bool { return up.Written() > n })
 }
 
 // TestChunkedCancel: a caller that cancels a 1 GiB download mid-body frees
 // its pool slot and closes the upstream connection at once.
 func TestChunkedCancel(t *testing.T) {
-	up := startPattern(t)
+	up := testupstream.New(t)
 	c, s := startServer(t, WithConcurrency(1))
 	ctx, cancel := context.WithCancel(testctx.New(t))
 	stream, err := c.Fetch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&fetchv1.FetchRequest{Url: up.url(1<<30, false), Timeout: dur(time.Minute),
+	if err := stream.Send(&fetchv1.FetchRequest{Url: patternURL(up, 1<<30, false), Timeout: dur(time.Minute),
 		StreamOptions: &fetchv1.StreamOptions{ChunkBytes: 1 << 20}}); err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +304,7 @@ func TestChunkedCancel(t *testing.T) {
 		}
 	}
 	cancel()
-	testctx.WaitFor(t, 10*time.Second, "the upstream connection closed", func() bool { return up.closed.Load() == 1 })
+	testctx.WaitFor(t, 10*time.Second, "the upstream connection closed", func() bool { return up.Cut() == 1 })
 	testctx.WaitFor(t, 10*time.Second, "the pool slot free", func() bool {
 		if s.pool.TryAcquire(1) {
 			s.pool.Release(1)
@@ -394,7 +330,7 @@ func TestChunkedCancel(t *testing.T) {
 //
 // Not parallel: the heap figures need the package to themselves.
 func TestBodyMemory(t *testing.T) {
-	up := startPattern(t)
+	up := testupstream.New(t)
 	const (
 		maxBody = 1 << 20
 		jobs    = 32
@@ -413,7 +349,7 @@ func TestBodyMemory(t *testing.T) {
 			// A static HTTP/2 window on the caller's side (no BDP
 			// growth): it holds 64 KiB of the stream however long it
 			// does not read, and the heap figures are fetchd's.
-			c := fetchv1.NewFetchServiceClient(dialServer(t, s, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10)))
+			c := fetchv1.NewFetchServiceClient(serveConnWith(t, s, nil, []grpc.DialOption{grpc.WithInitialWindowSize(64 << 10), grpc.WithInitialConnWindowSize(64 << 10)}))
 			ctx, cancel := context.WithCancel(testctx.New(t))
 			defer cancel()
 			stream, err := c.Fetch(ctx)
@@ -422,7 +358,7 @@ func TestBodyMemory(t *testing.T) {
 			}
 			base := liveHeap()
 			for range jobs {
-				if err := stream.Send(&fetchv1.FetchRequest{Url: up.url(maxBody, true)}); err != nil {
+				if err := stream.Send(&fetchv1.FetchRequest{Url: patternURL(up, maxBody, true)}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -441,7 +377,7 @@ func TestBodyMemory(t *testing.T) {
 				t.Fatalf("Fetch: %d results, %v; want %d", len(got), err, jobs)
 			}
 			for i, p := range got {
-				if r := p.result; r.GetError() != nil || !bytes.Equal(r.GetBody(), pattern(maxBody)) {
+				if r := p.result; r.GetError() != nil || !bytes.Equal(r.GetBody(), testupstream.PatternBytes(maxBody)) {
 					t.Errorf("job %d: error %v, %d body bytes; want the whole body", i, r.GetError(), len(r.GetBody()))
 				}
 			}
@@ -464,32 +400,4 @@ func liveHeap() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
-}
-
-// dialServer serves s on a real TCP listener on loopback and returns a
-// connection to it made with opts.
-func dialServer(t *testing.T, s *Server, opts ...grpc.DialOption) *grpc.ClientConn {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	s.Register(gs)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		gs.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		gs.Stop()
-		<-served
-		s.Close()
-	})
-	return conn
 }

@@ -47,6 +47,12 @@ func serveOn(tb testing.TB, s *Server, opts ...grpc.ServerOption) fetchv1.FetchS
 // on loopback and returns a connection to it.
 func serveConn(tb testing.TB, s *Server, opts ...grpc.ServerOption) *grpc.ClientConn {
 	tb.Helper()
+	return serveConnWith(tb, s, opts, nil)
+}
+
+// serveConnWith is serveConn with the dial options dopts too.
+func serveConnWith(tb testing.TB, s *Server, opts []grpc.ServerOption, dopts []grpc.DialOption) *grpc.ClientConn {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -58,7 +64,7 @@ func serveConn(tb testing.TB, s *Server, opts ...grpc.ServerOption) *grpc.Client
 		defer close(served)
 		gs.Serve(lis)
 	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(lis.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, dopts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,71 +2,18 @@ package main
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/fetchd/fetchd/internal/testmem"
+	"github.com/fetchd/fetchd/internal/testupstream"
 )
-
-// patternUpstream serves /?size=N: N bytes made as they are sent, 32 KiB
-// blocks each numbered in its first 8 bytes, never held whole. It keeps
-// the SHA-256 of the last body it sent in full.
-type patternUpstream struct {
-	*httptest.Server
-	block []byte // the bytes of every block after its number
-
-	mu  sync.Mutex // guards sum
-	sum string     // hex SHA-256 of the last body sent in full
-}
-
-func startPatternUpstream(tb testing.TB) *patternUpstream {
-	tb.Helper()
-	u := &patternUpstream{block: make([]byte, 32<<10)}
-	for i := range u.block {
-		u.block[i] = byte(i*7 + i>>9)
-	}
-	u.Server = httptest.NewServer(http.HandlerFunc(u.serve))
-	tb.Cleanup(u.Close)
-	return u
-}
-
-func (u *patternUpstream) serve(w http.ResponseWriter, r *http.Request) {
-	size, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
-	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-	h := sha256.New()
-	buf := make([]byte, len(u.block))
-	copy(buf, u.block)
-	for off, k := int64(0), uint64(0); off < size; k++ {
-		binary.BigEndian.PutUint64(buf, k)
-		p := buf[:min(int64(len(buf)), size-off)]
-		h.Write(p)
-		if _, err := w.Write(p); err != nil {
-			return
-		}
-		off += int64(len(p))
-	}
-	u.mu.Lock()
-	u.sum = hex.EncodeToString(h.Sum(nil))
-	u.mu.Unlock()
-}
-
-// lastSum returns the SHA-256 of the last body sent in full.
-func (u *patternUpstream) lastSum() string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.sum
-}
 
 // fileSum returns the size and hex SHA-256 of the file at path.
 func fileSum(tb testing.TB, path string, h hash.Hash) (int64, string) {
@@ -93,11 +40,11 @@ func TestRunOutLargeBody(t *testing.T) {
 		size = 20 << 20
 	}
 	addr := startBackend(t)
-	up := startPatternUpstream(t)
+	up := testupstream.New(t)
 	dir := t.TempDir()
 	var r *ctlRun
 	use := testmem.Measure(func() {
-		r = runCtl(t, nil, nil, "-addr", addr, "-digest", "-out", dir, fmt.Sprintf("%s/?size=%d", up.URL, size))
+		r = runCtl(t, nil, nil, "-addr", addr, "-digest", "-out", dir, fmt.Sprintf("%s/?pattern=%d", up.URL, size))
 	})
 	r.wantCode(t, 0)
 	lines := r.lines(t)
@@ -109,8 +56,9 @@ func TestRunOutLargeBody(t *testing.T) {
 	if l.File != filepath.Join(dir, "0.body") || l.Status != 200 || l.Error != nil || l.Truncated || l.Bytes != int(size) {
 		t.Errorf("line = %+v, want status 200, %d bytes, not truncated, file %s", l, size, filepath.Join(dir, "0.body"))
 	}
-	if n != size || sum != up.lastSum() || l.SHA256 != sum {
-		t.Errorf("file of %d bytes with sha256 %s; upstream sent %d with %s; line says %s", n, sum, size, up.lastSum(), l.SHA256)
+	want := testupstream.PatternSum(size)
+	if n != size || sum != hex.EncodeToString(want[:]) || l.SHA256 != sum {
+		t.Errorf("file of %d bytes with sha256 %s; upstream sent %d with %x; line says %s", n, sum, size, want, l.SHA256)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 || strings.HasPrefix(entries[0].Name(), ".") {
 		t.Errorf("%s holds %d entries, want only 0.body", dir, len(entries))

@@ -9,6 +9,9 @@
 //	hang=1        never answer; wait until the request is cancelled
 //	status=404    answer with this status (default 200)
 //	size=1024     send a body of this many bytes (default: "ok\n")
+//	pattern=N     send N bytes of the [Pattern] body, made as they are
+//	              sent (any size, never held), and count them ([Upstream.Written])
+//	chunked=1     with pattern: chunked, without a Content-Length
 //	fail=2        fail the first 2 requests for this exact URL, with
 //	failstatus=429  this status (default 503) and
 //	retryafter=1    this Retry-After header

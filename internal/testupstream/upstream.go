@@ -21,6 +21,8 @@ type Upstream struct {
 	peak      atomic.Int64
 	hits      atomic.Int64
 	cancelled atomic.Int64
+	written   atomic.Int64 // pattern body bytes written
+	cut       atomic.Int64 // pattern bodies cut short
 	closing   chan struct{}
 
 	mu     sync.Mutex       // guards tags, agents and seen
@@ -145,6 +147,10 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	if s, err := strconv.Atoi(q.Get("status")); err == nil && s >= 100 && s <= 999 {
 		status = s
+	}
+	if n, err := strconv.ParseInt(q.Get("pattern"), 10, 64); err == nil && n >= 0 {
+		u.servePattern(w, n, q.Get("chunked") != "")
+		return
 	}
 	body := okBody
 	if s, err := strconv.Atoi(q.Get("size")); err == nil && s >= 0 {
