@@ -401,3 +401,43 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
+
+// TestChunkedTimeout: a job whose timeout passes while its caller reads
+// slowly closes its upstream connection at once; its result, after the
+// chunks already sent, says TIMEOUT and counts exactly the bytes the caller
+// got.
+func TestChunkedTimeout(t *testing.T) {
+	up := testupstream.New(t)
+	c, _ := startServer(t)
+	stream, err := c.Fetch(testctx.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&fetchv1.FetchRequest{Url: patternURL(up, 1<<30, false), Timeout: dur(500 * time.Millisecond),
+		StreamOptions: &fetchv1.StreamOptions{ChunkBytes: 1 << 20}}); err != nil {
+		t.Fatal(err)
+	}
+	stream.CloseSend()
+	first, err := stream.Recv()
+	if err != nil || first.GetChunk() == nil {
+		t.Fatalf("first message = %v, %v; want a chunk", first, err)
+	}
+	// Read nothing more until the timeout has closed the upstream.
+	testctx.WaitFor(t, 10*time.Second, "the upstream connection closed", func() bool { return up.Cut() == 1 })
+	got, err := collect(t, func() (*fetchv1.FetchResponse, error) {
+		if r := first; r != nil {
+			first = nil
+			return r, nil
+		}
+		return stream.Recv()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got[0].result
+	received := uint64(len(got[0].body))
+	if r.GetError().GetCode() != fetchv1.ErrorCode_ERROR_CODE_TIMEOUT || !r.GetStreamed() || r.GetBodyLength() != received {
+		t.Errorf("result: error %v, streamed %v, body_length %d; want TIMEOUT, streamed, %d (the bytes sent)",
+			r.GetError(), r.GetStreamed(), r.GetBodyLength(), received)
+	}
+}
