@@ -31,7 +31,7 @@ import (
 
 // grpcServerOptions assembles the gRPC server's options from cfg: TLS,
 // limits, keepalive, tracing, and the interceptor chain: metrics, logging,
-// auth (all but health), rate limit, and recovery last.
+// auth and rate limit (all but health), and recovery last.
 func grpcServerOptions(cfg *config, logger *slog.Logger, srvMetrics *grpcprom.ServerMetrics, tp trace.TracerProvider) ([]grpc.ServerOption, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.maxRecvMsgBytes),
@@ -85,23 +85,24 @@ func grpcServerOptions(cfg *config, logger *slog.Logger, srvMetrics *grpcprom.Se
 			logger.Warn("bearer tokens are required but travel in plaintext: serve with -tls-cert and -tls-key")
 		}
 		af := tokens.AuthFunc()
-		unary = append(unary, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(af), needsAuth))
-		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(af), needsAuth))
+		unary = append(unary, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(af), notHealth))
+		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(af), notHealth))
 	}
 	if cfg.rateLimit > 0 {
 		l := callerlimit.New(cfg.rateLimit, cfg.rateBurst)
-		unary = append(unary, ratelimit.UnaryServerInterceptor(l))
-		stream = append(stream, ratelimit.StreamServerInterceptor(l))
+		unary = append(unary, selector.UnaryServerInterceptor(ratelimit.UnaryServerInterceptor(l), notHealth))
+		stream = append(stream, selector.StreamServerInterceptor(ratelimit.StreamServerInterceptor(l), notHealth))
 	}
 	unary = append(unary, recovery.UnaryServerInterceptor())
 	stream = append(stream, recovery.StreamServerInterceptor())
 	return append(opts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)), nil
 }
 
-// needsAuth exempts grpc.health.v1 from authentication, so that load
-// balancers and Kubernetes probes need no token. Reflection and the fetch
-// service need one.
-var needsAuth = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+// notHealth exempts grpc.health.v1 from authentication and the rate limit,
+// so that load balancers and Kubernetes probes need no token and keep
+// working when callers behind the same address (a NAT) spend its bucket.
+// Reflection and the fetch service need a token and are rate limited.
+var notHealth = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 	return c.Service != healthpb.Health_ServiceDesc.ServiceName
 })
 

@@ -674,7 +674,7 @@ func TestRateLimit(t *testing.T) {
 		if res, err := fetchWithMD(ctx, conn, u, bearer(tokenBeta)...); err != nil || res.GetStatusCode() != 200 {
 			t.Errorf("call of another caller = %v, %v; want status 200", res, err)
 		}
-		// Health has no token: its caller is the IP, with a bucket of its own.
+		// Health needs no token and is not rate limited.
 		if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 			t.Errorf("Health.Check from the same connection: %v", err)
 		}
@@ -723,6 +723,12 @@ func TestRateLimit(t *testing.T) {
 		}
 		if status.Code(err) != codes.ResourceExhausted {
 			t.Errorf("FetchBatch over the rate = %v, want code ResourceExhausted", err)
+		}
+		// Probes from the same address (behind the same NAT) still pass.
+		for i := range 5 {
+			if _, err := healthpb.NewHealthClient(first).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+				t.Errorf("Health.Check %d with the IP's bucket spent: %v, want SERVING", i+1, err)
+			}
 		}
 	})
 }
