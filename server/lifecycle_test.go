@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -190,4 +193,46 @@ func TestDrain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLogUnanswered: the log line of a stream cut off by its caller counts
+// the results it sent (none) and the jobs it had read and not answered.
+func TestLogUnanswered(t *testing.T) {
+	up := testupstream.New(t)
+	var logs lockedBuffer
+	c, _ := startServer(t, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx, cancel := context.WithCancel(testctx.New(t))
+	stream, err := c.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := stream.Send(job(up.URL + "/?hang=1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testctx.WaitFor(t, 10*time.Second, "3 requests upstream", func() bool { return up.InFlight() == 3 })
+	cancel()
+	testctx.WaitFor(t, 10*time.Second, "the stream's log line", func() bool { return strings.Contains(logs.String(), "stream finished") })
+	if line := logs.String(); !strings.Contains(line, "jobs=0") || !strings.Contains(line, "unanswered=3") || !strings.Contains(line, "status=Canceled") {
+		t.Errorf("log = %q, want jobs=0 unanswered=3 status=Canceled", line)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
+type lockedBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -115,6 +115,7 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 					// never started.
 					setTrailer(metadata.Pairs(TrailerUnstarted, "true"))
 				}
+				sum.unanswered = int(st.read.Load()) - sum.jobs
 				return s.finish(callCtx, start, &sum, recvErr, sendErr, unread)
 			}
 			sending := sendErr == nil
@@ -131,8 +132,8 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 			}
 			s.mem.Release(o.held)
 			s.metrics.result(o.resp)
-			if sending {
-				sum.add(o.resp)
+			if sending && sendErr == nil {
+				sum.add(o.resp) // sent
 			}
 			<-st.window
 		case err := <-recvDone:
@@ -226,9 +227,13 @@ func (s *Server) finish(callCtx context.Context, start time.Time, sum *summary, 
 	case drained:
 		err = status.Error(codes.Unavailable, "fetchd is draining: jobs without a result were not started; resubmit them")
 	}
-	s.log.InfoContext(ctx, "stream finished",
-		"jobs", sum.jobs, "ok", sum.ok, "errors", sum.errors,
-		"duration", time.Since(start).Round(time.Millisecond), "status", status.Code(err).String())
+	attrs := []any{"jobs", sum.jobs, "ok", sum.ok, "errors", sum.errors}
+	if sum.unanswered > 0 {
+		// Read, and cut off by the stream's end before their result.
+		attrs = append(attrs, "unanswered", sum.unanswered)
+	}
+	attrs = append(attrs, "duration", time.Since(start).Round(time.Millisecond), "status", status.Code(err).String())
+	s.log.InfoContext(ctx, "stream finished", attrs...)
 	return err
 }
 
@@ -262,9 +267,11 @@ func callEnded(ctx context.Context) error {
 // for another reason than a drain; receive passes it on to serve.
 var errEnded = errors.New("stream ended")
 
-// summary counts a stream's outcomes for its log line.
+// summary counts a stream's outcomes for its log line: the results sent
+// (jobs), and the jobs read that got none (unanswered).
 type summary struct {
 	jobs, ok, errors int
+	unanswered       int
 }
 
 func (m *summary) add(r *fetchv1.FetchResponse) {

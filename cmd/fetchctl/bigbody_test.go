@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,4 +71,40 @@ func TestRunOutLargeBody(t *testing.T) {
 	}
 	t.Logf("%.0f MiB body: heap held %.1f MiB at most above the %.1f MiB before; %.0f MiB allocated",
 		testmem.MiB(uint64(size)), testmem.MiB(use.Held), testmem.MiB(use.Base), testmem.MiB(use.Allocated))
+}
+
+// TestRunOutPartialBody: a body that fails part way is kept as
+// <index>.body.partial, named in its line with its error, and never stands
+// under the name of a whole body.
+func TestRunOutPartialBody(t *testing.T) {
+	const declared, sent = 5 << 20, 2<<20 + 12345
+	raw := testupstream.StartRaw(t, func(c net.Conn, _ <-chan struct{}) {
+		buf := make([]byte, 4096)
+		if n, err := c.Read(buf); err != nil || !strings.Contains(string(buf[:n]), "\r\n\r\n") {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", declared)
+		c.Write(testupstream.PatternBytes(sent)) // then close: cut part way
+	})
+	addr := startBackend(t)
+	dir := t.TempDir()
+	r := runCtl(t, nil, nil, "-addr", addr, "-digest", "-out", dir, "http://"+raw.Addr+"/")
+	r.wantCode(t, 0)
+	lines := r.lines(t)
+	if len(lines) != 1 {
+		t.Fatalf("fetchctl printed %d lines, want 1", len(lines))
+	}
+	l := lines[0]
+	partial := filepath.Join(dir, "0.body.partial")
+	if l.Error == nil || l.Error.Code != "ERROR_CODE_CONNECTION_FAILURE" || l.File != partial || l.Bytes != sent {
+		t.Errorf("line = %+v; want CONNECTION_FAILURE, %d bytes, file %s", l, sent, partial)
+	}
+	n, sum := fileSum(t, partial, sha256.New())
+	want := sha256.Sum256(testupstream.PatternBytes(sent))
+	if n != sent || sum != hex.EncodeToString(want[:]) || l.SHA256 != sum {
+		t.Errorf("%s: %d bytes, sha256 %s, line says %s; want the %d bytes sent", partial, n, sum, l.SHA256, sent)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%s holds %d entries, want only 0.body.partial", dir, len(entries))
+	}
 }

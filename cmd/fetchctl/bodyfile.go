@@ -11,19 +11,26 @@ import (
 )
 
 // bodyFiles writes the bodies of a run to -out DIR as they arrive, through
-// client.WithBodyWriter: each to DIR/.<index>.body.tmp, renamed to
-// DIR/<index>.body when its result has a response (status != 0, even
-// truncated or with an error part way) and removed otherwise, or when its
-// stream broke (the job may come again, to a new file). No body is held in
-// memory.
+// client.WithBodyWriter: each to DIR/.<index>.body.tmp, renamed when its
+// result has a response (status != 0) to DIR/<index>.body, or
+// DIR/<index>.body.partial if the body failed part way (see bodyPath), and
+// removed otherwise, or when its stream broke (the job may come again, to
+// a new file). No body is held in memory.
 type bodyFiles struct {
 	dir string
 	bar *progress // counts the bytes written; set before the run starts
 }
 
-// bodyPath returns the name of job idx's body file in dir.
-func bodyPath(dir string, idx uint64) string {
-	return filepath.Join(dir, strconv.FormatUint(idx, 10)+".body")
+// bodyPath returns the name of the body file of r, job idx's result, in
+// dir: <index>.body for a body received whole (up to the cap: it may be
+// truncated), <index>.body.partial for one that failed part way (r has an
+// error), so that a half body never stands under the name of a whole one.
+func bodyPath(dir string, idx uint64, r *client.Result) string {
+	name := strconv.FormatUint(idx, 10) + ".body"
+	if r.GetError() != nil {
+		name += ".partial"
+	}
+	return filepath.Join(dir, name)
 }
 
 // open is the client's BodyWriter opener.
@@ -57,7 +64,7 @@ func (w *bodyFile) Write(p []byte) (int, error) {
 func (w *bodyFile) Finish(r *client.Result) error {
 	err := w.f.Close()
 	if err == nil && r.GetStatusCode() != 0 {
-		err = os.Rename(w.f.Name(), bodyPath(w.files.dir, w.idx))
+		err = os.Rename(w.f.Name(), bodyPath(w.files.dir, w.idx, r))
 	} else {
 		err = errors.Join(err, os.Remove(w.f.Name()))
 	}

@@ -140,7 +140,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&cfg.inputFile, "i", "", "read jobs from `FILE` (- for stdin) instead of stdin")
 	fs.BoolVar(&cfg.body, "body", false, "put each body in its line: \"body\" if UTF-8, else \"body_base64\" (held in memory; with -out, read back from its file)")
 	fs.StringVar(&cfg.outDir, "out", "", "stream each body, of any size, to `DIR`/<index>.body (DIR is created) as it arrives, and name it in \"file\": "+
-		"written to DIR/.<index>.body.tmp, renamed when the result has a response (a status, even truncated or failed part way), removed otherwise")
+		"written to DIR/.<index>.body.tmp, renamed when the result has a response (a status, even truncated), to DIR/<index>.body.partial if the body failed part way, removed otherwise")
 	fs.BoolVar(&cfg.digest, "digest", false, "ask fetchd for the SHA-256 of each body it read and put it in \"sha256\" (lowercase hex)")
 	fs.BoolVar(&cfg.discard, "discard", false, "ask fetchd to read and count each body but return none; \"bytes\" is the count (not with -out or -body)")
 	fs.BoolVar(&cfg.failOnError, "fail-on-error", false, "exit 1 if any job has an error")

@@ -77,7 +77,7 @@ func (o *output) write(r *client.Result) error {
 	b := r.GetBody()
 	if o.dir != "" && r.GetStatusCode() != 0 {
 		// bodyFiles wrote it as it arrived.
-		l.File = bodyPath(o.dir, r.GetIndex())
+		l.File = bodyPath(o.dir, r.GetIndex(), r)
 		if o.body {
 			var err error
 			if b, err = os.ReadFile(l.File); err != nil {
