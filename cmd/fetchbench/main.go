@@ -11,7 +11,10 @@
 //   - latency: 10,000 jobs of a 100 ms response at concurrency 1,000;
 //   - scale: 1,000,000 small jobs in one stream, with memory at 100k and 1M;
 //   - ttfr: the time to the first result when one fast job follows 999 slow;
-//   - sweep: the throughput workload at concurrency 8 to 1,024.
+//   - sweep: the throughput workload at concurrency 8 to 1,024;
+//   - bodies: bodies of 100 MiB and 1 MiB, through fetchd in 1 MiB chunks
+//     (a Fetch stream through the generated stubs) and through the
+//     baseline read to io.Discard, in bytes/s and peak RSS.
 //
 // It prints a table (wall time, results/s, the ratio to the baseline, CPU
 // time per job of fetchd, of the client and of the baseline, peak RSS) and

@@ -10,6 +10,7 @@ import (
 // side is what one run measured, through fetchd or the baseline.
 type side struct {
 	jobs, errors int
+	bytes        int64 // body bytes read; the bodies workload only
 	wall         time.Duration
 	first        time.Duration // until the first result
 	alone        time.Duration // ttfr: the fast job's latency when alone

@@ -18,6 +18,7 @@ const (
 	ratioRate  ratioKind = iota // fetchd results/s ÷ baseline results/s: above 1, fetchd is faster
 	ratioTime                   // fetchd wall time ÷ baseline wall time: below 1, fetchd is faster
 	ratioFirst                  // fetchd time to first result ÷ the baseline's
+	ratioBytes                  // fetchd body bytes/s ÷ the baseline's: above 1, fetchd is faster
 )
 
 // row is one workload (or one sweep point), through fetchd and through the
@@ -37,6 +38,8 @@ func (r row) ratioCell() string {
 		return fmt.Sprintf("%.2f× rate", rate(r.fetchd)/rate(r.baseline))
 	case ratioTime:
 		return fmt.Sprintf("%.2f× time", r.fetchd.wall.Seconds()/r.baseline.wall.Seconds())
+	case ratioBytes:
+		return fmt.Sprintf("%.2f× bytes/s", mibPerSec(r.fetchd)/mibPerSec(r.baseline))
 	default:
 		return fmt.Sprintf("%.2f× first", r.fetchd.first.Seconds()/r.baseline.first.Seconds())
 	}
@@ -66,6 +69,26 @@ var mainHeader = []string{
 }
 
 func rate(s side) float64 { return float64(s.jobs) / s.wall.Seconds() }
+
+// bodyCells is a bodies row in the large-bodies table.
+func (r row) bodyCells() []string {
+	size := int64(0)
+	if r.fetchd.jobs > 0 {
+		size = r.fetchd.bytes / int64(r.fetchd.jobs)
+	}
+	return []string{
+		r.label, fmtBytes(size), fmt.Sprint(r.fetchd.jobs), fmt.Sprint(r.conc),
+		fmt.Sprintf("%.0f", mibPerSec(r.fetchd)), fmt.Sprintf("%.0f", mibPerSec(r.baseline)), r.ratioCell(),
+		perMiB(r.fetchd.fetchdCPU, r.fetchd.bytes), perMiB(r.fetchd.selfCPU, r.fetchd.bytes), perMiB(r.baseline.selfCPU, r.baseline.bytes),
+		fmtKiB(r.fetchd.fetchdPeak), fmtKiB(r.fetchd.selfPeak), fmtKiB(r.baseline.selfPeak),
+	}
+}
+
+var bodiesHeader = []string{
+	"what", "body", "jobs", "conc", "MiB/s fetchd", "MiB/s base", "ratio",
+	"CPU/MiB fetchd", "CPU/MiB client", "CPU/MiB base",
+	"peak RSS fetchd", "peak RSS client", "peak RSS base",
+}
 
 // table is a table printed aligned as text, or as markdown. The first two
 // columns are left-aligned, the rest right-aligned.
@@ -122,12 +145,16 @@ type report struct {
 	plotTitle string
 }
 
-func (rp *report) tables() (all, first, memory table) {
+func (rp *report) tables() (all, first, memory, bodies table) {
 	all.header = mainHeader
+	bodies.header = bodiesHeader
 	first.header = []string{"side", "what", "fast job alone (median of 5)", "first result, fast job first", "first result, fast job last", "all done (fast job last)"}
 	memory.header = []string{"side", "at", "fetchd RSS", "fetchd peak", "client/baseline RSS", "client/baseline peak"}
 	for _, r := range rp.rows {
 		all.rows = append(all.rows, r.cells())
+		if r.workload == "bodies" {
+			bodies.rows = append(bodies.rows, r.bodyCells())
+		}
 		if r.workload == "ttfr" {
 			for _, s := range []struct {
 				name string
@@ -146,7 +173,7 @@ func (rp *report) tables() (all, first, memory table) {
 				"-", "-", fmtKiB(s.selfRSS), fmtKiB(s.selfHWM)})
 		}
 	}
-	return all, first, memory
+	return all, first, memory, bodies
 }
 
 // summaries sums up the workloads run more than once: the median of each
@@ -195,7 +222,7 @@ func median(v []float64) float64 {
 
 // text prints the tables for a terminal.
 func (rp *report) text(w io.Writer) {
-	all, first, memory := rp.tables()
+	all, first, memory, bodies := rp.tables()
 	all.text(w)
 	for _, s := range rp.summaries() {
 		fmt.Fprintf(w, "\n%s\n", s)
@@ -208,12 +235,16 @@ func (rp *report) text(w io.Writer) {
 		fmt.Fprintln(w, "\nmemory during the scale workload:")
 		memory.text(w)
 	}
+	if len(bodies.rows) > 0 {
+		fmt.Fprintln(w, "\nlarge bodies (fetchd in 1 MiB chunks, the baseline to io.Discard):")
+		bodies.text(w)
+	}
 	fmt.Fprintf(w, "\ntotal %v\n", rp.elapsed.Round(time.Second))
 }
 
 // markdown writes the tables, the machine and the definitions.
 func (rp *report) markdown(w io.Writer, plot string) {
-	all, first, memory := rp.tables()
+	all, first, memory, bodies := rp.tables()
 	fmt.Fprintf(w, "# fetchd benchmark\n\n")
 	fmt.Fprintf(w, "`%s`, %s, took %v.\n\n", rp.command, rp.started.UTC().Format("2006-01-02 15:04 MST"), rp.elapsed.Round(time.Second))
 	fmt.Fprintf(w, "Machine: %s, %d cores (GOMAXPROCS %d), Linux %s, %s.\n\n",
@@ -229,6 +260,10 @@ func (rp *report) markdown(w io.Writer, plot string) {
 	if len(memory.rows) > 0 {
 		fmt.Fprintf(w, "\n## Memory during the scale workload\n\n")
 		memory.markdown(w)
+	}
+	if len(bodies.rows) > 0 {
+		fmt.Fprintf(w, "\n## Large bodies\n\n")
+		bodies.markdown(w)
 	}
 	if plot != "" {
 		fmt.Fprintf(w, "\n## Results/s against concurrency\n\n![results/s against concurrency, fetchd and the baseline](%s)\n", plot)
@@ -256,6 +291,13 @@ const notes = `
   The upstream's CPU is in none of them. All processes share the machine's cores.
 - **peak RSS**: fetchd's VmHWM (its own process per row, warm-up included); the client's and the
   baseline's are fetchbench's VmHWM, reset through /proc/self/clear_refs before each run.
+- **bodies**: jobs of one large body each (` + "`/stream/N`" + `, written by the upstream as a repeated 64 KiB pattern).
+  fetchd's side is one Fetch stream through the generated gRPC stubs with ` + "`stream_options.chunk_bytes`" + ` 1 MiB,
+  counting every chunk's bytes and keeping none; the baseline reads each body to io.Discard. Every result is
+  checked (status 200, not truncated, body_length and the bytes received equal to the body's size) and any
+  failure fails the run. **MiB/s** is body bytes received per second of wall time; **CPU/MiB** is CPU time per
+  MiB received; the ratio is fetchd's MiB/s ÷ the baseline's. fetchd runs with its default body limits
+  (` + "`-max-body-bytes`, `-max-stream-body-bytes`, `-body-memory`" + `).
 - **errors**: results with an error or a status other than 200, fetchd/baseline.
 `
 
@@ -293,6 +335,13 @@ func perJob(cpu time.Duration, jobs int) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1fµs", float64(cpu)/float64(time.Microsecond)/float64(jobs))
+}
+
+func perMiB(cpu time.Duration, bytes int64) string {
+	if bytes == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fms", float64(cpu)/float64(time.Millisecond)/(float64(bytes)/(1<<20)))
 }
 
 func fmtKiB(k int64) string {

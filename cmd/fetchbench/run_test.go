@@ -43,7 +43,13 @@ func TestRunShort(t *testing.T) {
 	if n := strings.Count(string(md), "| sweep | "); n != len(shortSizes.sweepConc) {
 		t.Errorf("results.md has %d sweep rows, want %d", n, len(shortSizes.sweepConc))
 	}
-	for _, want := range []string{"## Time to first result", "## Memory during the scale workload", "](concurrency.svg)"} {
+	if n := strings.Count(string(md), "\n| bodies, "); n != len(shortSizes.bodies) {
+		t.Errorf("results.md has %d rows of the large-bodies table, want %d", n, len(shortSizes.bodies))
+	}
+	if !strings.Contains(stdout.String(), "\nlarge bodies ") {
+		t.Errorf("the printed report has no large-bodies table:\n%s", stdout.String())
+	}
+	for _, want := range []string{"## Time to first result", "## Memory during the scale workload", "## Large bodies", "](concurrency.svg)"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q", want)
 		}

@@ -18,19 +18,25 @@ import (
 // The upstream's endpoints:
 //
 //	/size/N    a body of N bytes (at most maxBodySize), at once
+//	/stream/N  a body of N bytes (at most maxStreamSize) with its
+//	           Content-Length, written as a repeated 64 KiB pattern, so
+//	           that it is never held whole
 //	/delay/MS  "ok\n" after MS milliseconds (at most maxDelay)
 //
 // A query string is ignored, so a caller may make URLs unique.
 const (
-	maxBodySize = 1 << 20
-	maxDelay    = time.Minute
+	maxBodySize   = 1 << 20
+	maxStreamSize = 1 << 30
+	patternSize   = 64 << 10
+	maxDelay      = time.Minute
 )
 
 // upstream is the benchmark's HTTP upstream, tuned to cost little per
 // request: bodies are slices of one buffer, headers are preset slices,
 // nothing is logged.
 type upstream struct {
-	body []byte
+	body    []byte
+	pattern []byte // what /stream/N repeats: byte i is i mod 251, so that no chunk is all zeros
 }
 
 var (
@@ -40,7 +46,23 @@ var (
 )
 
 func newUpstream() *upstream {
-	return &upstream{body: make([]byte, maxBodySize)}
+	u := &upstream{body: make([]byte, maxBodySize), pattern: make([]byte, patternSize)}
+	for i := range u.pattern {
+		u.pattern[i] = byte(i % 251)
+	}
+	return u
+}
+
+// stream writes n bytes of the pattern to w, stopping at the first error
+// (the client has gone).
+func (u *upstream) stream(w io.Writer, n int64) {
+	for n > 0 {
+		p := u.pattern[:min(n, int64(len(u.pattern)))]
+		if _, err := w.Write(p); err != nil {
+			return
+		}
+		n -= int64(len(p))
+	}
 }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -54,6 +76,16 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h["Content-Length"] = []string{strconv.Itoa(n)}
 		w.Write(u.body[:n])
+		return
+	}
+	if s, ok := strings.CutPrefix(r.URL.Path, "/stream/"); ok {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 || n > maxStreamSize {
+			http.Error(w, "stream: want 0 to "+strconv.Itoa(maxStreamSize), http.StatusBadRequest)
+			return
+		}
+		h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
+		u.stream(w, n)
 		return
 	}
 	if s, ok := strings.CutPrefix(r.URL.Path, "/delay/"); ok {

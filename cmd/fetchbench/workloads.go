@@ -13,7 +13,7 @@ import (
 )
 
 // workloadNames are the workloads, in the order they run.
-var workloadNames = []string{"throughput", "latency", "scale", "ttfr", "sweep"}
+var workloadNames = []string{"throughput", "latency", "scale", "ttfr", "sweep", "bodies"}
 
 // sizes are the job counts and concurrencies of the workloads.
 type sizes struct {
@@ -27,6 +27,7 @@ type sizes struct {
 	ttfrDelay                                      time.Duration
 	sweepJobs                                      int
 	sweepConc                                      []int
+	bodies                                         []bodyRun // the bodies workload's rows
 }
 
 var fullSizes = sizes{
@@ -35,6 +36,10 @@ var fullSizes = sizes{
 	scaleJobs: 1_000_000, scaleConc: 128, scaleBody: 64, scaleMarks: []int{100_000, 1_000_000},
 	ttfrSlow: 999, ttfrDelay: 2 * time.Second,
 	sweepJobs: 20_000, sweepConc: []int{8, 32, 128, 512, 1024},
+	bodies: []bodyRun{
+		{size: 100 << 20, jobs: 16, conc: 1}, {size: 100 << 20, jobs: 16, conc: 8},
+		{size: 1 << 20, jobs: 512, conc: 8}, {size: 1 << 20, jobs: 512, conc: 32}, {size: 1 << 20, jobs: 512, conc: 64},
+	},
 }
 
 // shortSizes exercise every workload in seconds, for CI.
@@ -44,6 +49,10 @@ var shortSizes = sizes{
 	scaleJobs: 10_000, scaleConc: 64, scaleBody: 64, scaleMarks: []int{1000, 10_000},
 	ttfrSlow: 99, ttfrDelay: 500 * time.Millisecond,
 	sweepJobs: 1000, sweepConc: []int{8, 64, 256},
+	bodies: []bodyRun{
+		{size: 8 << 20, jobs: 4, conc: 1}, {size: 8 << 20, jobs: 8, conc: 8},
+		{size: 1 << 20, jobs: 64, conc: 8},
+	},
 }
 
 // load is the jobs of one run: n GETs of url, the first of them of first
@@ -114,6 +123,8 @@ func (b *bench) run(ctx context.Context, name string) ([]row, error) {
 	case "ttfr":
 		r, err := b.ttfr(ctx)
 		return []row{r}, err
+	case "bodies":
+		return b.bodies(ctx)
 	case "sweep":
 		var rows []row
 		for _, c := range sz.sweepConc {
