@@ -222,7 +222,7 @@ func ExampleWithBodyWriter() {
 	}
 	defer os.RemoveAll(dir)
 
-	// Every body goes to its own file as it arrives, in chunks of 1 MiB
+	// Every body goes to its own file as it arrives, in chunks of 256 KiB
 	// (client.DefaultChunkBytes): none is held in memory, whatever its size.
 	open := func(index uint64) (client.BodyWriter, error) {
 		f, err := os.CreateTemp(dir, "body-*.tmp")

@@ -19,7 +19,7 @@ const (
 	DefaultMaxRecvMsgBytes = 16 << 20
 	DefaultConnectTimeout  = 5 * time.Second
 	DefaultMaxJobBytes     = 16 << 20
-	DefaultChunkBytes      = 1 << 20
+	DefaultChunkBytes      = 256 << 10
 )
 
 type options struct {
@@ -248,7 +248,7 @@ func WithConnectTimeout(d time.Duration) Option {
 // (up to the window times the streamed cap): for large downloads use
 // [WithBodyWriter], which holds none. Default 0: no chunks, every body
 // inline and cut at the inline cap; with [WithBodyWriter],
-// [DefaultChunkBytes] (1 MiB).
+// [DefaultChunkBytes] (256 KiB).
 func WithChunkBytes(n uint32) Option {
 	return func(o *options) { o.chunkBytes = n }
 }
@@ -256,7 +256,7 @@ func WithChunkBytes(n uint32) Option {
 // WithBodyWriter sends every body of the call, streamed or inline, to a
 // [BodyWriter] instead of Result.Body, which is then nil (the other fields
 // are unchanged). It implies chunked bodies, in chunks of
-// [WithChunkBytes] or [DefaultChunkBytes] (1 MiB): each chunk is written
+// [WithChunkBytes] or [DefaultChunkBytes] (256 KiB): each chunk is written
 // as it arrives and not held, so a call holds at most its window's
 // results and one chunk per stream, whatever the body sizes; in input
 // order, a later job's body is written as it arrives and only its Result

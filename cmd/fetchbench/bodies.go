@@ -21,9 +21,10 @@ import (
 // bodyChunkBytes (StreamOptions.chunk_bytes), and through the baseline read
 // to io.Discard, and compares bytes/s and peak RSS.
 
-// bodyChunkBytes is the chunk size the fetchd side asks for. It is well
+// bodyChunkBytes is the chunk size the fetchd side asks for: the Go
+// client's default, as fetchctl -out uses it. It is well
 // under gRPC's default receive limit of 4 MiB, which the side keeps.
-const bodyChunkBytes = 1 << 20
+const bodyChunkBytes = client.DefaultChunkBytes
 
 // bodiesRunTimeout bounds one side of one row.
 const bodiesRunTimeout = 2 * time.Minute

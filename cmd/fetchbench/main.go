@@ -12,7 +12,7 @@
 //   - scale: 1,000,000 small jobs in one stream, with memory at 100k and 1M;
 //   - ttfr: the time to the first result when one fast job follows 999 slow;
 //   - sweep: the throughput workload at concurrency 8 to 1,024;
-//   - bodies: bodies of 100 MiB and 1 MiB, through fetchd in 1 MiB chunks
+//   - bodies: bodies of 100 MiB and 1 MiB, through fetchd in chunks of client.DefaultChunkBytes
 //     (a Fetch stream through the generated stubs) and through the
 //     baseline read to io.Discard, in bytes/s and peak RSS.
 //

@@ -236,7 +236,7 @@ func (rp *report) text(w io.Writer) {
 		memory.text(w)
 	}
 	if len(bodies.rows) > 0 {
-		fmt.Fprintln(w, "\nlarge bodies (fetchd in 1 MiB chunks, the baseline to io.Discard):")
+		fmt.Fprintln(w, "\nlarge bodies (fetchd in chunks of the Go client's default size, the baseline to io.Discard):")
 		bodies.text(w)
 	}
 	fmt.Fprintf(w, "\ntotal %v\n", rp.elapsed.Round(time.Second))
