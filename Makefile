@@ -32,7 +32,7 @@ gotest: ## Run the Go tests with the race detector (the fetcher's run once per H
 	$(GO) test -race -count=1 -timeout=15m ./...
 
 .PHONY: bench
-bench: ## Benchmark fetchd against an in-process baseline (about 3 minutes); writes bench/results.md and bench/concurrency.svg.
+bench: ## Benchmark fetchd against an in-process baseline (about 3-4 minutes); writes bench/results.md and bench/concurrency.svg.
 	$(GO) run ./cmd/fetchbench $(ARGS)
 
 .PHONY: bench-engines
