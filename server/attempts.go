@@ -58,7 +58,7 @@ func (st *stream) attempts(ctx context.Context, ln *lane, t *task, p permit, dea
 		if p, err = st.acquirePermit(ctx, ln); err != nil {
 			return // the stream ended: the last attempt's result stands
 		}
-		st.s.mem.Release(t.held) // the last attempt's body, now dropped
+		st.bodyMem.Release(t.held) // the last attempt's body, now dropped
 		t.held = 0
 		clearOutcome(resp)
 	}

@@ -16,6 +16,7 @@ type outgoing struct {
 	// buffer), released once resp is sent or dropped, unless a chunk's
 	// buffer goes back to its worker.
 	held  int64
+	job   int64      // the job memory of a result's job, released once it is sent
 	chunk *chunkSink // the sink of a chunk; nil for a result
 	data  []byte     // the chunk's buffer
 }
@@ -61,7 +62,7 @@ func (c *chunkSink) Send(ctx context.Context, offset int64, data []byte, reserve
 	defer c.mu.Unlock()
 	select {
 	case <-c.back: // sent meanwhile: the buffer is ours to free
-		c.st.s.mem.Release(reserved)
+		c.st.bodyMem.Release(reserved)
 	default:
 		c.gone = true
 	}
@@ -74,7 +75,7 @@ func (c *chunkSink) sent(o *outgoing) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gone {
-		c.st.s.mem.Release(o.held)
+		c.st.bodyMem.Release(o.held)
 		return
 	}
 	c.back <- o.data

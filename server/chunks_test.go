@@ -312,13 +312,7 @@ func TestChunkedCancel(t *testing.T) {
 		}
 		return false
 	})
-	testctx.WaitFor(t, 10*time.Second, "the body memory given back", func() bool {
-		if s.mem.TryAcquire(s.opts.bodyMemory) {
-			s.mem.Release(s.opts.bodyMemory)
-			return true
-		}
-		return false
-	})
+	testctx.WaitFor(t, 10*time.Second, "the body and job memory given back", func() bool { return s.bodies.full() && s.jobs.full() })
 }
 
 // TestBodyMemory: inline bodies wait for the body memory budget rather
@@ -381,10 +375,8 @@ func TestBodyMemory(t *testing.T) {
 					t.Errorf("job %d: error %v, %d body bytes; want the whole body", i, r.GetError(), len(r.GetBody()))
 				}
 			}
-			if !s.mem.TryAcquire(s.opts.bodyMemory) {
-				t.Errorf("body memory not all given back after every result was sent")
-			} else {
-				s.mem.Release(s.opts.bodyMemory)
+			if !s.bodies.full() || !s.jobs.full() {
+				t.Errorf("body or job memory not all given back after every result was sent")
 			}
 		})
 	}

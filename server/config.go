@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ const (
 	DefaultMaxDiscardBytes        = 1 << 30
 	DefaultMaxStreamBodyBytes     = 1 << 30
 	DefaultBodyMemory             = 128 << 20
+	DefaultJobMemory              = 64 << 20
 	MinChunkBytes                 = 16 << 10 // the least chunk a stream may ask for (chunk_bytes)
 	DefaultTimeout                = 30 * time.Second
 	DefaultMaxTimeout             = 5 * time.Minute
@@ -123,10 +125,24 @@ type Config struct {
 	// beyond its first 64 KiB counts; a fetch whose body grows past that
 	// takes all it may still need (its Content-Length, or else the cap) at
 	// once, and waits, reading nothing more, while the budget is short.
-	// It must hold at least one body at the cap: MaxBodyBytes + 1. Default
-	// [DefaultBodyMemory] (128 MiB), or 2 x (MaxBodyBytes + 1) if that is
-	// more.
+	// It must hold at least one body at the cap: MaxBodyBytes + 1. One
+	// caller ([Config.Caller]) holds at most half of it, or one body at the
+	// cap if that is more. Default [DefaultBodyMemory] (128 MiB), or
+	// 2 x (MaxBodyBytes + 1) if that is more.
 	BodyMemory int64
+	// JobMemory is the budget of the jobs held at once across all streams,
+	// counted as they sit in memory (their URL, headers and request body,
+	// decoded): jobs read and queued, in flight, or waiting to retry, until
+	// their result is handed to the sender. A stream whose next job would
+	// go over it stops reading jobs, and HTTP/2 flow control holds its
+	// caller. One caller holds at most half of it. Default
+	// [DefaultJobMemory] (64 MiB).
+	JobMemory int64
+	// Caller names the caller of a stream, from the call's context, for
+	// the per-caller shares of BodyMemory and JobMemory. Default: the
+	// peer's IP address. fetchd names a caller by its bearer token when
+	// auth is on.
+	Caller func(ctx context.Context) string
 	// DefaultTimeout is the timeout of jobs that set none; at most
 	// MaxTimeout. Default [DefaultTimeout], or MaxTimeout if that is less.
 	DefaultTimeout time.Duration
@@ -214,6 +230,8 @@ type options struct {
 	maxDiscardBytes  int64
 	maxStreamBytes   int64
 	bodyMemory       int64
+	jobMemory        int64
+	caller           func(context.Context) string
 	defaultTimeout   time.Duration
 	maxTimeout       time.Duration
 	hostConcurrency  int     // 0: no cap
@@ -256,6 +274,11 @@ func (c *Config) resolve() (options, error) {
 	o.streamWindow = orDefault(c.StreamWindow, max(DefaultStreamWindow, 2*o.concurrency))
 	o.streamQueue = orDefault(c.StreamQueue, max(DefaultStreamQueue, 16*o.streamWindow))
 	o.bodyMemory = orDefault(c.BodyMemory, max(DefaultBodyMemory, 2*(o.maxBodyBytes+1)))
+	o.jobMemory = orDefault(c.JobMemory, DefaultJobMemory)
+	o.caller = c.Caller
+	if o.caller == nil {
+		o.caller = peerCaller
+	}
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
@@ -289,6 +312,7 @@ func (c *Config) validate() error {
 		{"MaxDiscardBytes", c.MaxDiscardBytes < 0},
 		{"MaxStreamBodyBytes", c.MaxStreamBodyBytes < 0},
 		{"BodyMemory", c.BodyMemory < 0},
+		{"JobMemory", c.JobMemory < 0},
 		{"DefaultTimeout", c.DefaultTimeout < 0},
 		{"MaxTimeout", c.MaxTimeout < 0},
 		{"MaxResponseHeaderBytes", c.MaxResponseHeaderBytes < 0},
@@ -303,7 +327,7 @@ func (c *Config) validate() error {
 // fetcherConfig returns the fetcher's part of c. The fetcher's settings
 // mean the same there as here (zero the default, negative off), and the
 // fetcher resolves them with the constants above.
-func (c *Config) fetcherConfig(concurrency int, policy *egress.Policy, mem fetcher.Memory) fetcher.Config {
+func (c *Config) fetcherConfig(concurrency int, policy *egress.Policy) fetcher.Config {
 	engine := fetcher.EngineLean
 	if c.NetHTTP {
 		engine = fetcher.EngineNetHTTP
@@ -318,7 +342,6 @@ func (c *Config) fetcherConfig(concurrency int, policy *egress.Policy, mem fetch
 		RootCAs:                c.UpstreamRootCAs,
 		UserAgent:              c.UserAgent,
 		TracerProvider:         c.TracerProvider,
-		Memory:                 mem,
 	}
 }
 

@@ -63,56 +63,67 @@ func decodeJob(b []byte) inbound {
 	}}
 }
 
-// inbounds returns decoded jobs as inbound ones.
-func inbounds(reqs []*fetchv1.FetchRequest) []inbound {
-	jobs := make([]inbound, len(reqs))
-	for i, j := range reqs {
-		jobs[i] = inbound{req: j}
+// inbounds returns decoded jobs as a batch's job source.
+func inbounds(reqs []*fetchv1.FetchRequest) func() (inbound, bool) {
+	return func() (inbound, bool) {
+		if len(reqs) == 0 {
+			return inbound{}, false
+		}
+		in := inbound{req: reqs[0]}
+		reqs[0] = nil // the stream holds it from here
+		reqs = reqs[1:]
+		return in, true
 	}
-	return jobs
 }
 
-// decodeBatch decodes a FetchBatchRequest message. A job that does not
-// decode becomes an invalid inbound of its own; a batch whose framing or
-// options do not decode is an error of the whole call.
-func decodeBatch(b []byte) ([]inbound, *fetchv1.StreamOptions, error) {
-	batch := new(fetchv1.FetchBatchRequest)
-	if err := proto.Unmarshal(b, batch); err == nil {
-		return inbounds(batch.GetJobs()), batch.GetOptions(), nil
-	}
-	var (
-		jobs []inbound
-		opts *fetchv1.StreamOptions
-	)
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+// decodeBatch checks the framing of a FetchBatchRequest message and
+// decodes its options, and returns its jobs as a source that decodes each
+// only when the stream reads it: a batch of a million jobs holds its
+// message's bytes, not a million decoded jobs, and the job memory budget
+// and the stream's queue bound what is decoded at once. A job that does
+// not decode becomes an invalid inbound of its own; a batch whose framing
+// or options do not decode is an error of the whole call.
+func decodeBatch(b []byte) (func() (inbound, bool), *fetchv1.StreamOptions, error) {
+	var opts *fetchv1.StreamOptions
+	for rest := b; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
 		if n < 0 {
 			return nil, nil, fmt.Errorf("malformed batch: %w", protowire.ParseError(n))
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
 		if m < 0 {
 			return nil, nil, fmt.Errorf("malformed batch: %w", protowire.ParseError(m))
 		}
-		field, value := b[:n+m], b[n:n+m]
-		b = b[n+m:]
-		switch {
-		case num == 1 && typ == protowire.BytesType: // jobs
-			v, _ := protowire.ConsumeBytes(value)
-			jobs = append(jobs, decodeJob(v))
-		default: // options, or unknown fields: strictly, as proto would
-			if opts == nil {
-				opts = new(fetchv1.StreamOptions)
-			}
-			var one fetchv1.FetchBatchRequest
-			if err := proto.Unmarshal(field, &one); err != nil {
-				return nil, nil, fmt.Errorf("malformed batch: %w", err)
-			}
-			if o := one.GetOptions(); o != nil {
-				proto.Merge(opts, o) // a repeated message field merges, as proto does
-			}
+		field := rest[:n+m]
+		rest = rest[n+m:]
+		if num == 1 && typ == protowire.BytesType {
+			continue // a job: decoded when read
+		}
+		// Options, or unknown fields: strictly, as proto would.
+		if opts == nil {
+			opts = new(fetchv1.StreamOptions)
+		}
+		var one fetchv1.FetchBatchRequest
+		if err := proto.Unmarshal(field, &one); err != nil {
+			return nil, nil, fmt.Errorf("malformed batch: %w", err)
+		}
+		if o := one.GetOptions(); o != nil {
+			proto.Merge(opts, o) // a repeated message field merges, as proto does
 		}
 	}
-	return jobs, opts, nil
+	return func() (inbound, bool) {
+		for len(b) > 0 {
+			num, typ, n := protowire.ConsumeTag(b)
+			m := protowire.ConsumeFieldValue(num, typ, b[n:]) // checked above
+			value := b[n : n+m]
+			b = b[n+m:]
+			if num == 1 && typ == protowire.BytesType {
+				v, _ := protowire.ConsumeBytes(value)
+				return decodeJob(v), true
+			}
+		}
+		return inbound{}, false
+	}, opts, nil
 }
 
 // validStrings returns b, a message of type md, with every string field

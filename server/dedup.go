@@ -92,7 +92,7 @@ func (st *stream) follow(ctx context.Context, ln *lane, t *task, f *flight) {
 		// The body is shared, but each result holds its own part of the
 		// budget for it until sent: the leader's may go first.
 		if n := int64(cap(f.resp.GetBody())) - fetcher.FreeBodyBytes; n > 0 {
-			if err := st.s.mem.Acquire(ctx, n); err != nil {
+			if err := st.bodyMem.Acquire(ctx, n); err != nil {
 				t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: err.Error()}
 				st.done(ln, t)
 				return

@@ -40,12 +40,18 @@
 // (by flow control) rather than memory, and chunks of many jobs take turns
 // on the stream with the other results.
 //
-// Body bytes beyond each body's first 64 KiB, of bodies being read, chunks
-// on their way and results not yet sent, come from one budget for the whole
-// server ([Config.BodyMemory]): a fetch takes, in one step, all its body may
-// still need, and waits, reading nothing, while the budget is short. No
-// fetch waits holding part of it, so it cannot deadlock; a result gives its
-// part back once sent.
+// Memory is bounded in bytes by two budgets for the whole server, each of
+// which one caller ([Config.Caller]) may hold at most half of. Body bytes
+// beyond each body's first 64 KiB, of bodies being read, chunks on their
+// way and results not yet sent, come from [Config.BodyMemory]: a fetch
+// takes, in one step, all its body may still need, and waits, reading
+// nothing, while its share or the budget is short; a result gives its part
+// back once sent. Jobs held, from the moment they are read until their
+// result is handed to the sender, come from [Config.JobMemory]: a stream
+// whose next job does not fit stops reading, and HTTP/2 flow control holds
+// its caller. A FetchBatch request is decoded one job at a time as its
+// stream reads them. Every wait takes one amount in one step, from the
+// caller's share and then the budget, so no cycle of waits can form.
 //
 // # Goroutines
 //
@@ -105,6 +111,7 @@ package server
 //	attempts.go  a job's attempts: fetch, back off, retry
 //	dedup.go     identical jobs in flight sharing one fetch, and their key
 //	chunks.go    messages for the sender, and a job's streamed body on its way
+//	budget.go    the body and job memory budgets, and each caller's share
 //	runner.go    warm goroutines for fetch workers
 //	metrics.go   the Prometheus metrics ([WithMetrics])
 //	compress.go  the gzip codec, registered on purpose

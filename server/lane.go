@@ -33,7 +33,8 @@ type task struct {
 	policy retry.Policy
 	host   string // lane key: the URL's host name, lower case
 	key    string // dedup key; "" when the job is not deduplicated
-	held   int64  // body memory resp holds, from the server's budget
+	held   int64  // body memory resp holds, from the caller's share
+	cost   int64  // job memory the job holds, from the caller's share
 }
 
 // enqueue adds t to its lane, starting the lane's goroutine if it is idle.
@@ -88,6 +89,7 @@ func (st *stream) runLane(ctx, recvCtx context.Context, ln *lane) {
 			// An identical job is in flight: share its result.
 			st.pop(ln)
 			if !st.goWorker(ln, func() { st.follow(ctx, ln, t, f) }) {
+				st.jobMem.Release(t.cost) // dropped: the stream ended
 				<-st.window
 			}
 			continue
@@ -104,6 +106,7 @@ func (st *stream) runLane(ctx, recvCtx context.Context, ln *lane) {
 		if !st.goWorker(ln, func() { st.work(ctx, ln, t, p) }) {
 			p.release()
 			st.s.flights.abandon(t.key)
+			st.jobMem.Release(t.cost) // dropped: the stream ended
 			<-st.window
 		}
 	}
@@ -130,7 +133,7 @@ func (st *stream) done(ln *lane, t *task) {
 	ln.active--
 	st.dropIdle(ln)
 	st.mu.Unlock()
-	st.deliver(t.resp, t.held)
+	st.deliver(t.resp, t.held, t.cost)
 	st.workers.Done()
 }
 

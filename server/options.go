@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/x509"
 	"log/slog"
 	"net/netip"
@@ -144,6 +145,24 @@ func WithBodyMemory(n int64) Option {
 	return func(c *Config) {
 		if n > 0 {
 			c.BodyMemory = n
+		}
+	}
+}
+
+// WithJobMemory sets [Config.JobMemory]. Values below 1 are ignored.
+func WithJobMemory(n int64) Option {
+	return func(c *Config) {
+		if n > 0 {
+			c.JobMemory = n
+		}
+	}
+}
+
+// WithCaller sets [Config.Caller]. A nil fn is ignored.
+func WithCaller(fn func(ctx context.Context) string) Option {
+	return func(c *Config) {
+		if fn != nil {
+			c.Caller = fn
 		}
 	}
 }

@@ -67,7 +67,15 @@ func (st *stream) receive(ctx, recvCtx context.Context, recv func() (inbound, er
 			}
 			continue
 		}
+		// The job's memory, before it is queued: a full budget leaves
+		// the caller's next jobs unread.
+		t.cost = jobCost(req)
+		if err := st.jobMem.Acquire(recvCtx, t.cost); err != nil {
+			<-st.queue
+			return nil
+		}
 		if !st.enqueue(ctx, recvCtx, t) {
+			st.jobMem.Release(t.cost)
 			return nil
 		}
 	}
@@ -187,6 +195,7 @@ func (st *stream) task(in inbound, index uint64, batch bool, resp *fetchv1.Fetch
 		return nil, err
 	}
 	t := &task{job: job, resp: resp, policy: st.retry, host: strings.ToLower(job.URL.Hostname())}
+	job.Memory = st.bodyMem
 	if job.Chunk > 0 {
 		job.Sink = newChunkSink(st, resp)
 	}
@@ -209,6 +218,6 @@ func (st *stream) answer(resp *fetchv1.FetchResponse) bool {
 	if closed {
 		return false
 	}
-	st.deliver(resp, 0) // the receiver holds a workers count: results is open
+	st.deliver(resp, 0, 0) // the receiver holds a workers count: results is open
 	return true
 }

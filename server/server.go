@@ -30,7 +30,8 @@ type Server struct {
 
 	opts    options
 	pool    *semaphore.Weighted // the global worker pool; FIFO
-	mem     *semaphore.Weighted // the body memory budget, in bytes; FIFO
+	bodies  *budget             // body memory, in bytes ([Config.BodyMemory])
+	jobs    *budget             // job memory, in bytes ([Config.JobMemory])
 	fetcher *fetcher.Fetcher
 	log     *slog.Logger
 	metrics *metrics
@@ -97,12 +98,12 @@ func NewFromConfig(cfg Config) (*Server, error) {
 	if policy.PrivateAllowed() {
 		o.logger.Warn("egress policy opens the private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): callers can reach internal services")
 	}
-	mem := semaphore.NewWeighted(o.bodyMemory)
 	return &Server{
 		opts:     o,
 		pool:     semaphore.NewWeighted(int64(o.concurrency)),
-		mem:      mem,
-		fetcher:  fetcher.New(cfg.fetcherConfig(o.concurrency, policy, mem)),
+		bodies:   newBudget(o.bodyMemory, max(o.bodyMemory/2, o.maxBodyBytes+1)),
+		jobs:     newBudget(o.jobMemory, o.jobMemory/2),
+		fetcher:  fetcher.New(cfg.fetcherConfig(o.concurrency, policy)),
 		log:      o.logger,
 		metrics:  m,
 		hosts:    hostlimit.NewRegistry(o.hostConcurrency, o.hostRate),
@@ -176,6 +177,10 @@ func (s *Server) Concurrency() int { return s.opts.concurrency }
 // resolved).
 func (s *Server) BodyMemory() int64 { return s.opts.bodyMemory }
 
+// JobMemory returns the job memory budget in bytes ([Config.JobMemory],
+// resolved).
+func (s *Server) JobMemory() int64 { return s.opts.jobMemory }
+
 // Drain makes every stream, current and future, stop reading jobs, fetch
 // and answer every job it has read (started or queued), and end: with OK if
 // its caller had half-closed, else with codes.Unavailable and the
@@ -214,17 +219,14 @@ func (s *Server) FetchBatch(req *fetchv1.FetchBatchRequest, stream grpc.ServerSt
 	return s.fetchBatch(inbounds(req.GetJobs()), req.GetOptions(), stream)
 }
 
-// fetchBatch serves a FetchBatch call of the given jobs and options.
-func (s *Server) fetchBatch(jobs []inbound, opts *fetchv1.StreamOptions, stream grpc.ServerStream) error {
-	next := 0
+// fetchBatch serves a FetchBatch call of the jobs that next yields, in
+// order, and options.
+func (s *Server) fetchBatch(next func() (inbound, bool), opts *fetchv1.StreamOptions, stream grpc.ServerStream) error {
 	recv := func() (inbound, error) {
-		if next == len(jobs) {
-			return inbound{}, io.EOF
+		if in, ok := next(); ok {
+			return in, nil
 		}
-		next++
-		in := jobs[next-1]
-		jobs[next-1] = inbound{} // the stream holds it from here
-		return in, nil
+		return inbound{}, io.EOF
 	}
 	send := func(r *fetchv1.FetchResponse) error {
 		return stream.SendMsg(&fetchv1.FetchBatchResponse{Result: r})

@@ -51,6 +51,10 @@ type stream struct {
 	retry retry.Policy // for jobs that set none
 	dedup bool
 
+	// The caller's shares of the server's body and job memory, held for
+	// the stream's life.
+	bodyMem, jobMem *callerBudget
+
 	stopRecv context.CancelFunc // ends the receiver's waits
 	read     atomic.Int64       // jobs read
 	endOnce  sync.Once
@@ -88,6 +92,10 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 		results:  make(chan *outgoing, 2*s.opts.streamWindow),
 		stopRecv: stopRecv,
 	}
+	caller := s.opts.caller(callCtx)
+	st.bodyMem, st.jobMem = s.bodies.caller(caller), s.jobs.caller(caller)
+	defer st.bodyMem.done() // after every worker: serve returns last
+	defer st.jobMem.done()
 	recvDone := make(chan error, 1)
 	s.receivers.Add(1)
 	go func() {
@@ -130,7 +138,8 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 				o.chunk.sent(o)
 				continue
 			}
-			s.mem.Release(o.held)
+			st.bodyMem.Release(o.held)
+			st.jobMem.Release(o.job)
 			s.metrics.result(o.resp)
 			if sending && sendErr == nil {
 				sum.add(o.resp) // sent
@@ -189,8 +198,12 @@ func (st *stream) end() {
 		st.mu.Unlock()
 		st.stopRecv()
 		st.workers.Wait()
-		// Jobs still queued were never started; forget their lanes.
+		// Jobs still queued were never started; forget them and their
+		// lanes.
 		for _, ln := range st.lanes {
+			for _, t := range ln.tasks {
+				st.jobMem.Release(t.cost)
+			}
 			st.putHosts(ln)
 		}
 		st.lanes = nil
@@ -198,12 +211,12 @@ func (st *stream) end() {
 	})
 }
 
-// deliver hands a finished job's result, with the body memory it holds,
-// to the sender: the one path into results for a fetched, shared or refused
+// deliver hands a finished job's result, with the body and job memory it
+// holds, to the sender: the one path into results for a fetched, shared or refused
 // job alike. The job holds a window token, so deliver never blocks, and the
 // caller a workers count, so end has not closed results.
-func (st *stream) deliver(resp *fetchv1.FetchResponse, held int64) {
-	st.results <- &outgoing{resp: resp, held: held}
+func (st *stream) deliver(resp *fetchv1.FetchResponse, held, job int64) {
+	st.results <- &outgoing{resp: resp, held: held, job: job}
 }
 
 // finish logs the stream's summary and returns its final status. callCtx

@@ -106,7 +106,7 @@ func TestFetchChunks(t *testing.T) {
 				}
 				const budget = 1 << 20
 				mem := semaphore.NewWeighted(budget)
-				f := newFetcher(t, engine, Config{Policy: loopbackPolicy(), Memory: mem})
+				f := newFetcher(t, engine, Config{Policy: loopbackPolicy()})
 				lim := testLimits
 				lim.Digest, lim.ChunkBytes, lim.MaxStreamBytes = true, chunk, tt.maxStream
 				job, err := Validate(&fetchv1.FetchRequest{Url: url}, lim)
@@ -114,7 +114,7 @@ func TestFetchChunks(t *testing.T) {
 					t.Fatal(err)
 				}
 				sink := &collectSink{t: t, mem: mem, size: chunk, fail: tt.sinkFails}
-				job.Sink = sink
+				job.Sink, job.Memory = sink, mem
 				resp := &fetchv1.FetchResponse{}
 				held := f.Fetch(testctx.New(t), job, resp)
 

@@ -75,9 +75,6 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Engine chooses what carries plain-http requests. Default EngineLean.
 	Engine Engine
-	// Memory, when set, is the budget of body bytes held at once by every
-	// fetch and by results not yet released; see [Memory]. Default: none.
-	Memory Memory
 }
 
 // resolve fills in the defaults of the fields left zero, and turns the

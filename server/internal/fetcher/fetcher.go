@@ -34,7 +34,6 @@ type Fetcher struct {
 	maxRedirects int
 	userAgent    string
 	idleRead     time.Duration // 0: no idle-read deadline
-	mem          Memory        // nil: no budget
 }
 
 // New returns a Fetcher for cfg.
@@ -79,7 +78,6 @@ func New(cfg Config) *Fetcher {
 		maxRedirects: cfg.MaxRedirects,
 		userAgent:    cfg.UserAgent,
 		idleRead:     cfg.IdleReadTimeout,
-		mem:          cfg.Memory,
 	}
 	var rt http.RoundTripper = tr
 	if f.idleRead > 0 {
@@ -140,8 +138,8 @@ var errJobTimeout = errors.New("job timeout expired")
 // no complete response was obtained, error. With job.Chunk a long body goes
 // to job.Sink in chunks instead, and result.Streamed is set. It returns when
 // the body has been read or the job failed; ctx cancels it. It returns the
-// bytes of the [Config.Memory] budget that result.Body holds, for the
-// caller to release once it has sent the result.
+// bytes of the job.Memory budget that result.Body holds, for the caller to
+// release once it has sent the result.
 //
 // The host and port of the job's URL and of every redirect must pass the
 // policy's URL checks ([egress.Policy.CheckHost], [egress.Policy.CheckPort])
@@ -200,7 +198,7 @@ func (f *Fetcher) fetch(parent context.Context, job *Job, result *fetchv1.FetchR
 	result.StatusCode = int32(resp.StatusCode)
 	result.FinalUrl = resp.Request.URL.String()
 	result.Headers = headersProto(resp.Header)
-	held, err := readBody(ctx, f.mem, resp.Body, resp.ContentLength, job, result)
+	held, err := readBody(ctx, job.Memory, resp.Body, resp.ContentLength, job, result)
 	if err != nil {
 		return held, withCause(ctx, fmt.Errorf("read body: %w", err))
 	}

@@ -59,6 +59,9 @@ type Job struct {
 	// chunks of this size; a shorter one is returned whole.
 	Chunk int64
 	Sink  Sink // set by the caller for a job with Chunk
+	// Memory, when set, is the budget the body's bytes beyond
+	// FreeBodyBytes are taken from; see [Memory]. nil: none.
+	Memory Memory
 }
 
 // methods are the HTTP methods a job may use. TRACE and CONNECT are refused.
