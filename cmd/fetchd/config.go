@@ -69,6 +69,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Int64Var(&cfg.srv.MaxDiscardBytes, "max-discard-bytes", server.DefaultMaxDiscardBytes, "cap of a body read but not returned (streams with discard_body): it is counted and digested through a small buffer, never held, and marked truncated beyond this; -max-body-bytes does not apply to it")
 	fs.Int64Var(&cfg.srv.MaxStreamBodyBytes, "max-stream-body-bytes", server.DefaultMaxStreamBodyBytes, "cap of a body sent in chunks (streams with chunk_bytes): it is read and sent one chunk at a time, never held whole, and marked truncated beyond this")
 	fs.Int64Var(&cfg.srv.BodyMemory, "body-memory", 0, fmt.Sprintf("budget of body bytes held at once across all streams (bodies read whole, chunks on their way, results not yet sent; a body's first 64 KiB does not count): a fetch whose body would go over it waits, reading nothing, until results are sent (0: %d MiB, or 2 x (-max-body-bytes + 1) if more)", server.DefaultBodyMemory>>20))
+	fs.Int64Var(&cfg.srv.JobMemory, "job-memory", server.DefaultJobMemory, "budget of the jobs held at once across all streams (read and not yet answered: URL, headers, request body): a stream whose next job would go over it stops being read, and HTTP/2 flow control holds its caller. One caller (its token, else its IP) holds at most half of it, and of -body-memory")
 	fs.DurationVar(&cfg.srv.DefaultTimeout, "default-timeout", server.DefaultTimeout, "timeout of a job that sets none")
 	fs.DurationVar(&cfg.srv.MaxTimeout, "max-timeout", server.DefaultMaxTimeout, "longest timeout a job may ask for")
 	fs.Var(cfg.maxRedirects.bind(&cfg.srv.MaxRedirects, server.DefaultMaxRedirects), "max-redirects", "most redirects followed per job (0: none)")
@@ -148,6 +149,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-max-discard-bytes %d: must be at least 1", cfg.srv.MaxDiscardBytes)
 	case cfg.srv.MaxStreamBodyBytes < 1:
 		return nil, fmt.Errorf("-max-stream-body-bytes %d: must be at least 1", cfg.srv.MaxStreamBodyBytes)
+	case cfg.srv.JobMemory < 1:
+		return nil, fmt.Errorf("-job-memory %d: must be at least 1", cfg.srv.JobMemory)
 	case cfg.srv.BodyMemory < 0:
 		return nil, fmt.Errorf("-body-memory %d: must not be negative (0: the default)", cfg.srv.BodyMemory)
 	case cfg.srv.BodyMemory != 0 && cfg.srv.BodyMemory <= cfg.srv.MaxBodyBytes:

@@ -85,7 +85,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		return err
 	}
 	defer fs.Close()
-	memLimit, restore := setMemoryLimit(getenv, fs.BodyMemory(), logger)
+	memLimit, restore := setMemoryLimit(getenv, fs.BodyMemory()+fs.JobMemory(), logger)
 	defer restore()
 
 	gs := grpc.NewServer(grpcOpts...)
@@ -124,7 +124,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	logger.Info("fetchd listening", "addr", lis.Addr().String(), "concurrency", fs.Concurrency(),
-		"body_memory_mib", fs.BodyMemory()>>20, "memory_limit_mib", memLimit>>20,
+		"body_memory_mib", fs.BodyMemory()>>20, "job_memory_mib", fs.JobMemory()>>20, "memory_limit_mib", memLimit>>20,
 		"tls", cfg.tlsCert != "", "mtls", cfg.tlsClientCA != "", "auth", cfg.authTokenFile != "",
 		"allow_cidr", cidrList{&cfg.srv.AllowCIDRs}.String())
 
