@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -77,9 +78,22 @@ type Config struct {
 	// DisableDedup stops identical GET and HEAD jobs in flight at the same
 	// time (same URL, headers, body cap, and digest and discard modes) from
 	// sharing one fetch. Default
-	// false: they share it, each still gets its own result, and a stream may
-	// turn it off for itself.
+	// false: they share it, each still gets its own result and keeps its
+	// own timeout, and a stream may turn it off for itself. Only the jobs
+	// of one caller ([Config.Caller]) share a fetch, unless
+	// DedupAcrossCallers.
 	DisableDedup bool
+	// DedupAcrossCallers lets identical jobs of different callers share a
+	// fetch too. A shared result then tells a caller (shared: true) that
+	// another caller fetched the same URL at the same time. Default false:
+	// dedup stays within each caller.
+	DedupAcrossCallers bool
+	// Caller names the caller of a stream from the stream's context, for
+	// dedup: jobs of callers with different names never share a fetch
+	// unless DedupAcrossCallers. fetchd names a caller by its bearer
+	// token's identity when auth is on. Default [PeerCaller]: the peer's
+	// IP address.
+	Caller func(ctx context.Context) string
 
 	// RetryAttempts is the attempts per job, the first included, of jobs
 	// that ask for no retry policy (1: no retries). At most
@@ -219,6 +233,8 @@ type options struct {
 	hostConcurrency  int     // 0: no cap
 	hostRate         float64 // 0: no limit
 	dedup            bool
+	dedupAcross      bool                             // dedup across callers too
+	caller           func(ctx context.Context) string // names a stream's caller, for dedup
 	retryAttempts    int
 	maxRetryAttempts int
 	retryBackoff     time.Duration
@@ -245,6 +261,8 @@ func (c *Config) resolve() (options, error) {
 		hostConcurrency:  orOff(c.HostConcurrency, DefaultHostConcurrency),
 		hostRate:         c.HostRate,
 		dedup:            !c.DisableDedup,
+		dedupAcross:      c.DedupAcrossCallers,
+		caller:           c.Caller,
 		retryAttempts:    orDefault(c.RetryAttempts, DefaultRetryAttempts),
 		maxRetryAttempts: orDefault(c.MaxRetryAttempts, DefaultMaxRetryAttempts),
 		retryBackoff:     orDefault(c.RetryBackoff, DefaultRetryBackoff),
@@ -258,6 +276,9 @@ func (c *Config) resolve() (options, error) {
 	o.bodyMemory = orDefault(c.BodyMemory, max(DefaultBodyMemory, 2*(o.maxBodyBytes+1)))
 	if o.logger == nil {
 		o.logger = slog.Default()
+	}
+	if o.caller == nil {
+		o.caller = PeerCaller
 	}
 	switch {
 	case o.defaultTimeout > o.maxTimeout:

@@ -70,7 +70,12 @@
 // stream's and the server's cap for the host, the host's pause and rates,
 // the stream's concurrency, the pool), beside its lane's next job rather
 // than behind every job still queued in the lane. Identical GET and HEAD
-// jobs in flight at once share one fetch ([WithDedup]).
+// jobs of one caller ([Config.Caller]) in flight at once share one fetch
+// ([WithDedup]; [Config.DedupAcrossCallers] lets callers share too). Each
+// keeps its own deadline, counted from when the shared fetch started: a
+// follower whose timeout passes first gets its own TIMEOUT, and one whose
+// leader timed out or was cancelled earlier than the follower's deadline
+// fetches for itself with the time it has left.
 //
 // # Draining
 //

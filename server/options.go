@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/x509"
 	"log/slog"
 	"net/netip"
@@ -71,6 +72,16 @@ func WithHostRate(perSecond float64) Option {
 // WithDedup sets [Config.DisableDedup] to !on.
 func WithDedup(on bool) Option {
 	return func(c *Config) { c.DisableDedup = !on }
+}
+
+// WithDedupAcrossCallers sets [Config.DedupAcrossCallers].
+func WithDedupAcrossCallers(on bool) Option {
+	return func(c *Config) { c.DedupAcrossCallers = on }
+}
+
+// WithCaller sets [Config.Caller]; nil means the default, [PeerCaller].
+func WithCaller(caller func(ctx context.Context) string) Option {
+	return func(c *Config) { c.Caller = caller }
 }
 
 // WithRetryAttempts sets [Config.RetryAttempts] to def, at most max, and

@@ -50,6 +50,9 @@ type stream struct {
 	hosts *hostlimit.Registry
 	retry retry.Policy // for jobs that set none
 	dedup bool
+	// caller names the stream's caller in its jobs' dedup keys, so that
+	// only its own jobs share a fetch; "" when dedup crosses callers.
+	caller string
 
 	stopRecv context.CancelFunc // ends the receiver's waits
 	read     atomic.Int64       // jobs read
@@ -87,6 +90,9 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 		lanes:    make(map[string]*lane),
 		results:  make(chan *outgoing, 2*s.opts.streamWindow),
 		stopRecv: stopRecv,
+	}
+	if s.opts.dedup && !s.opts.dedupAcross {
+		st.caller = s.opts.caller(callCtx)
 	}
 	recvDone := make(chan error, 1)
 	s.receivers.Add(1)
