@@ -201,6 +201,16 @@ type Config struct {
 	// AllowHosts matches them too. Patterns must come from
 	// [ParseHostPatterns]. Default: none.
 	DenyHosts []string
+	// HideAddresses keeps resolved addresses, and the policy details that
+	// would name them, out of the error messages of results: every
+	// refused destination and every host name that does not resolve gets
+	// ERROR_CODE_BLOCKED with one message, the same for all, so that a
+	// caller cannot tell an internal name that exists from one that does
+	// not; other messages (a refused connection, a DNS timeout) keep their
+	// code with the addresses of the connection and of the DNS server cut
+	// out. Each error so changed is logged whole at debug level. Default
+	// false: messages name the address and the range that refused it.
+	HideAddresses bool
 
 	// Logger is the logger for per-stream summaries and worker panics.
 	// Default [slog.Default].
@@ -340,6 +350,8 @@ func (c *Config) fetcherConfig(concurrency int, policy *egress.Policy, mem fetch
 		UserAgent:              c.UserAgent,
 		TracerProvider:         c.TracerProvider,
 		Memory:                 mem,
+		HideAddresses:          c.HideAddresses,
+		Logger:                 c.Logger,
 	}
 }
 

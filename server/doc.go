@@ -94,7 +94,10 @@
 // Every connection passes an egress policy at dial time, after DNS and
 // before connect: loopback, private, link-local and the other special-purpose
 // ranges are refused (ERROR_CODE_BLOCKED) unless opened with
-// [WithAllowCIDRs].
+// [WithAllowCIDRs]. A refusal's message names the address and the range
+// that refused it; with [Config.HideAddresses] no result's message names a
+// resolved address, and a name that does not resolve is refused alike, so
+// that callers cannot probe internal names; the details go to the log.
 package server
 
 // Where the code is, by role:

@@ -240,6 +240,11 @@ func WithDenyHosts(patterns ...string) Option {
 	return func(c *Config) { c.DenyHosts = append(c.DenyHosts, patterns...) }
 }
 
+// WithHideAddresses sets [Config.HideAddresses].
+func WithHideAddresses(on bool) Option {
+	return func(c *Config) { c.HideAddresses = on }
+}
+
 // WithLeanHTTP sets [Config.NetHTTP] to !on.
 func WithLeanHTTP(on bool) Option {
 	return func(c *Config) { c.NetHTTP = !on }

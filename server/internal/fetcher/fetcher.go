@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -35,6 +36,8 @@ type Fetcher struct {
 	userAgent    string
 	idleRead     time.Duration // 0: no idle-read deadline
 	mem          Memory        // nil: no budget
+	hide         bool          // keep addresses out of result messages
+	log          *slog.Logger  // for the errors hide keeps from results
 }
 
 // New returns a Fetcher for cfg.
@@ -80,6 +83,8 @@ func New(cfg Config) *Fetcher {
 		userAgent:    cfg.UserAgent,
 		idleRead:     cfg.IdleReadTimeout,
 		mem:          cfg.Memory,
+		hide:         cfg.HideAddresses,
+		log:          cfg.Logger,
 	}
 	var rt http.RoundTripper = tr
 	if f.idleRead > 0 {
@@ -156,7 +161,7 @@ func (f *Fetcher) Fetch(ctx context.Context, job *Job, result *fetchv1.FetchResp
 	held, err := f.fetch(ctx, job, result)
 	result.Duration = durationpb.New(time.Since(start))
 	if err != nil {
-		result.Error = Classify(ctx, err).Proto()
+		result.Error = f.callerError(ctx, job, Classify(ctx, err))
 	}
 	return held
 }
