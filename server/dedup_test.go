@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
@@ -210,4 +212,32 @@ func TestDedupDeadlineFromLeaderStart(t *testing.T) {
 			t.Errorf("upstream hits = %d, want 2", n)
 		}
 	})
+}
+
+// TestPeerCaller: the default caller of a stream is its peer's IP address,
+// whatever its port, IPv4-mapped or not.
+func TestPeerCaller(t *testing.T) {
+	tests := []struct {
+		name string
+		addr net.Addr // nil: no peer
+		want string
+	}{
+		{"IPv4", &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40000}, "ip:192.0.2.7"},
+		{"other port, same caller", &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40001}, "ip:192.0.2.7"},
+		{"IPv4-mapped", &net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}, "ip:192.0.2.7"},
+		{"IPv6", &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 1}, "ip:2001:db8::1"},
+		{"Unix socket", &net.UnixAddr{Name: "/run/fetchd.sock", Net: "unix"}, "addr:/run/fetchd.sock"},
+		{"no peer", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.addr != nil {
+				ctx = peer.NewContext(ctx, &peer.Peer{Addr: tt.addr})
+			}
+			if got := PeerCaller(ctx); got != tt.want {
+				t.Errorf("PeerCaller(peer %v) = %q, want %q", tt.addr, got, tt.want)
+			}
+		})
+	}
 }
