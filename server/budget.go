@@ -2,11 +2,9 @@ package server
 
 import (
 	"context"
-	"net"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
-	"google.golang.org/grpc/peer"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 )
@@ -96,19 +94,6 @@ func (c *callerBudget) done() {
 	if c.refs == 0 {
 		delete(c.b.callers, c.key)
 	}
-}
-
-// peerCaller is the default [Config.Caller]: the caller's IP address, or
-// "" when the context carries no peer.
-func peerCaller(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return ""
-	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
-		return host
-	}
-	return p.Addr.String()
 }
 
 // jobCost estimates the memory a job holds while it waits and runs: its

@@ -79,9 +79,23 @@ type Config struct {
 	// DisableDedup stops identical GET and HEAD jobs in flight at the same
 	// time (same URL, headers, body cap, and digest and discard modes) from
 	// sharing one fetch. Default
-	// false: they share it, each still gets its own result, and a stream may
-	// turn it off for itself.
+	// false: they share it, each still gets its own result and keeps its
+	// own timeout, and a stream may turn it off for itself. Only the jobs
+	// of one caller ([Config.Caller]) share a fetch, unless
+	// DedupAcrossCallers.
 	DisableDedup bool
+	// DedupAcrossCallers lets identical jobs of different callers share a
+	// fetch too. A shared result then tells a caller (shared: true) that
+	// another caller fetched the same URL at the same time. Default false:
+	// dedup stays within each caller.
+	DedupAcrossCallers bool
+	// Caller names the caller of a stream from the stream's context: jobs
+	// of callers with different names never share a fetch unless
+	// DedupAcrossCallers, and each caller holds at most its share of
+	// BodyMemory and JobMemory. fetchd names a caller by its bearer
+	// token's identity when auth is on. Default [PeerCaller]: the peer's
+	// IP address.
+	Caller func(ctx context.Context) string
 
 	// RetryAttempts is the attempts per job, the first included, of jobs
 	// that ask for no retry policy (1: no retries). At most
@@ -138,11 +152,6 @@ type Config struct {
 	// caller. One caller holds at most half of it. Default
 	// [DefaultJobMemory] (64 MiB).
 	JobMemory int64
-	// Caller names the caller of a stream, from the call's context, for
-	// the per-caller shares of BodyMemory and JobMemory. Default: the
-	// peer's IP address. fetchd names a caller by its bearer token when
-	// auth is on.
-	Caller func(ctx context.Context) string
 	// DefaultTimeout is the timeout of jobs that set none; at most
 	// MaxTimeout. Default [DefaultTimeout], or MaxTimeout if that is less.
 	DefaultTimeout time.Duration
@@ -203,6 +212,16 @@ type Config struct {
 	// AllowHosts matches them too. Patterns must come from
 	// [ParseHostPatterns]. Default: none.
 	DenyHosts []string
+	// HideAddresses keeps resolved addresses, and the policy details that
+	// would name them, out of the error messages of results: every
+	// refused destination and every host name that does not resolve gets
+	// ERROR_CODE_BLOCKED with one message, the same for all, so that a
+	// caller cannot tell an internal name that exists from one that does
+	// not; other messages (a refused connection, a DNS timeout) keep their
+	// code with the addresses of the connection and of the DNS server cut
+	// out. Each error so changed is logged whole at debug level. Default
+	// false: messages name the address and the range that refused it.
+	HideAddresses bool
 
 	// Logger is the logger for per-stream summaries and worker panics.
 	// Default [slog.Default].
@@ -231,12 +250,13 @@ type options struct {
 	maxStreamBytes   int64
 	bodyMemory       int64
 	jobMemory        int64
-	caller           func(context.Context) string
 	defaultTimeout   time.Duration
 	maxTimeout       time.Duration
 	hostConcurrency  int     // 0: no cap
 	hostRate         float64 // 0: no limit
 	dedup            bool
+	dedupAcross      bool                             // dedup across callers too
+	caller           func(ctx context.Context) string // names a stream's caller, for dedup
 	retryAttempts    int
 	maxRetryAttempts int
 	retryBackoff     time.Duration
@@ -263,6 +283,8 @@ func (c *Config) resolve() (options, error) {
 		hostConcurrency:  orOff(c.HostConcurrency, DefaultHostConcurrency),
 		hostRate:         c.HostRate,
 		dedup:            !c.DisableDedup,
+		dedupAcross:      c.DedupAcrossCallers,
+		caller:           c.Caller,
 		retryAttempts:    orDefault(c.RetryAttempts, DefaultRetryAttempts),
 		maxRetryAttempts: orDefault(c.MaxRetryAttempts, DefaultMaxRetryAttempts),
 		retryBackoff:     orDefault(c.RetryBackoff, DefaultRetryBackoff),
@@ -275,12 +297,11 @@ func (c *Config) resolve() (options, error) {
 	o.streamQueue = orDefault(c.StreamQueue, max(DefaultStreamQueue, 16*o.streamWindow))
 	o.bodyMemory = orDefault(c.BodyMemory, max(DefaultBodyMemory, 2*(o.maxBodyBytes+1)))
 	o.jobMemory = orDefault(c.JobMemory, DefaultJobMemory)
-	o.caller = c.Caller
-	if o.caller == nil {
-		o.caller = peerCaller
-	}
 	if o.logger == nil {
 		o.logger = slog.Default()
+	}
+	if o.caller == nil {
+		o.caller = PeerCaller
 	}
 	switch {
 	case o.defaultTimeout > o.maxTimeout:
@@ -342,6 +363,8 @@ func (c *Config) fetcherConfig(concurrency int, policy *egress.Policy) fetcher.C
 		RootCAs:                c.UpstreamRootCAs,
 		UserAgent:              c.UserAgent,
 		TracerProvider:         c.TracerProvider,
+		HideAddresses:          c.HideAddresses,
+		Logger:                 c.Logger,
 	}
 }
 

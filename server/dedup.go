@@ -2,12 +2,17 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server/internal/fetcher"
@@ -22,9 +27,14 @@ type flights struct {
 
 // flight is one shared fetch; resp is set before done is closed.
 type flight struct {
-	done chan struct{}
-	resp *fetchv1.FetchResponse
+	started   chan struct{} // closed once the leader's fetch starts, or the flight ends
+	startOnce sync.Once
+	done      chan struct{}
+	resp      *fetchv1.FetchResponse
 }
+
+// start marks the leader's fetch started; it may be called more than once.
+func (f *flight) start() { f.startOnce.Do(func() { close(f.started) }) }
 
 // join returns the flight for key and whether the caller leads it (and
 // must finish or abandon it). An empty key never joins: the caller leads
@@ -41,8 +51,22 @@ func (fs *flights) join(key string) (*flight, bool) {
 	if fs.m == nil {
 		fs.m = make(map[string]*flight)
 	}
-	fs.m[key] = &flight{done: make(chan struct{})}
+	fs.m[key] = &flight{started: make(chan struct{}), done: make(chan struct{})}
 	return nil, true
+}
+
+// start tells the followers that the leader's fetch has started: their
+// deadlines run from then.
+func (fs *flights) start(key string) {
+	if key == "" {
+		return
+	}
+	fs.mu.Lock()
+	f := fs.m[key]
+	fs.mu.Unlock()
+	if f != nil {
+		f.start()
+	}
 }
 
 // finish publishes the leader's result to the followers.
@@ -56,6 +80,7 @@ func (fs *flights) finish(key string, resp *fetchv1.FetchResponse) {
 	fs.mu.Unlock()
 	if f != nil {
 		f.resp = resp
+		f.start()
 		close(f.done)
 	}
 }
@@ -78,38 +103,86 @@ func sortedKeys(h http.Header) []string {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-// follow waits for the identical job in flight and copies its result. If
-// that job was cancelled (its caller went away), t is fetched after all.
+// follow waits for the identical job in flight, at most until t's own
+// deadline, and copies its result. A job's deadline runs from when its
+// fetch starts, so a follower's runs from when the leader's fetch starts
+// (or from when it joins a fetch already running): it gets its own TIMEOUT
+// once its timeout has passed, whatever the leader's, and the leader goes
+// on. If the leader's result is a TIMEOUT or CANCELLED that t's own
+// deadline has not reached (the leader had a shorter timeout, or its
+// caller went away), t is fetched after all, with the time it has left.
 func (st *stream) follow(ctx context.Context, ln *lane, t *task, f *flight) {
 	select {
-	case <-f.done:
+	case <-f.started:
 	case <-ctx.Done():
 		t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: ctx.Err().Error()}
 		st.done(ln, t)
 		return
 	}
-	if f.resp.GetError().GetCode() != fetchv1.ErrorCode_ERROR_CODE_CANCELLED || ctx.Err() != nil {
-		// The body is shared, but each result holds its own part of the
-		// budget for it until sent: the leader's may go first.
-		if n := int64(cap(f.resp.GetBody())) - fetcher.FreeBodyBytes; n > 0 {
-			if err := st.bodyMem.Acquire(ctx, n); err != nil {
-				t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: err.Error()}
-				st.done(ln, t)
-				return
-			}
-			t.held = n
-		}
-		copyResult(t.resp, f.resp)
+	start := time.Now()
+	deadline := start.Add(t.job.Timeout)
+	timer := time.NewTimer(t.job.Timeout)
+	defer timer.Stop()
+	select {
+	case <-f.done:
+	case <-timer.C:
+		st.followerTimeout(ln, t, start)
+		return
+	case <-ctx.Done():
+		t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: ctx.Err().Error()}
 		st.done(ln, t)
 		return
 	}
-	p, err := st.acquirePermit(ctx, ln)
-	if err != nil {
+	switch code := f.resp.GetError().GetCode(); {
+	case ctx.Err() != nil, code != fetchv1.ErrorCode_ERROR_CODE_CANCELLED && code != fetchv1.ErrorCode_ERROR_CODE_TIMEOUT:
+		st.copyShared(ctx, ln, t, f)
+		return
+	case !time.Now().Before(deadline):
+		st.followerTimeout(ln, t, start)
+		return
+	}
+	// The leader ended before t's deadline without an answer: t fetches
+	// for itself, waiting for its permit only until its deadline.
+	pctx, cancel := context.WithDeadline(ctx, deadline)
+	p, err := st.acquirePermit(pctx, ln)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		st.followerTimeout(ln, t, start)
+		return
+	case err != nil:
 		t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: err.Error()}
 		st.done(ln, t)
 		return
 	}
-	st.attempts(ctx, ln, t, p, time.Now().Add(t.job.Timeout), 1)
+	st.attempts(ctx, ln, t, p, deadline, 1)
+	st.done(ln, t)
+}
+
+// copyShared gives t the leader's result of flight f.
+func (st *stream) copyShared(ctx context.Context, ln *lane, t *task, f *flight) {
+	// The body is shared, but each result holds its own part of the
+	// budget for it until sent: the leader's may go first.
+	if n := int64(cap(f.resp.GetBody())) - fetcher.FreeBodyBytes; n > 0 {
+		if err := st.bodyMem.Acquire(ctx, n); err != nil {
+			t.resp.Error = &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_CANCELLED, Message: err.Error()}
+			st.done(ln, t)
+			return
+		}
+		t.held = n
+	}
+	copyResult(t.resp, f.resp)
+	st.done(ln, t)
+}
+
+// followerTimeout gives t, a follower that never fetched, its own TIMEOUT:
+// its timeout passed while it waited for the identical job in flight.
+func (st *stream) followerTimeout(ln *lane, t *task, start time.Time) {
+	t.resp.Duration = durationpb.New(time.Since(start))
+	t.resp.Error = &fetchv1.Error{
+		Code:    fetchv1.ErrorCode_ERROR_CODE_TIMEOUT,
+		Message: fmt.Sprintf("job timeout of %v expired while an identical job in flight was fetched (job timeout expired)", t.job.Timeout),
+	}
 	st.done(ln, t)
 }
 
@@ -131,14 +204,20 @@ func copyResult(dst, src *fetchv1.FetchResponse) {
 }
 
 // dedupKey identifies a job whose result another identical job in flight
-// may share: GET and HEAD without a body, same URL, headers and body cap,
-// and the same digest and discard modes (a discarded fetch has no body to
-// share with an inline job, and an inline one may lack the digest).
-func dedupKey(j *fetcher.Job) string {
+// may share: of the same caller (any caller if caller is ""), GET and HEAD
+// without a body, same URL, headers and body cap, and the same digest and
+// discard modes (a discarded fetch has no body to share with an inline
+// job, and an inline one may lack the digest).
+func dedupKey(caller string, j *fetcher.Job) string {
 	if (j.Method != "GET" && j.Method != "HEAD") || len(j.Body) > 0 {
 		return ""
 	}
 	var b strings.Builder
+	if caller != "" {
+		b.WriteString("caller:")
+		b.WriteString(strconv.Quote(caller))
+		b.WriteByte('\n')
+	}
 	b.WriteString(j.Method)
 	b.WriteByte(' ')
 	b.WriteString(j.URL.String())
@@ -159,4 +238,21 @@ func dedupKey(j *fetcher.Job) string {
 		b.WriteString("\ndiscard")
 	}
 	return b.String()
+}
+
+// PeerCaller is the default [Config.Caller]: the IP address of the peer of
+// ctx's call, or its whole address if it has no IP (a Unix socket), or ""
+// outside a gRPC call.
+func PeerCaller(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	if tcp, ok := p.Addr.(*net.TCPAddr); ok {
+		return "ip:" + tcp.AddrPort().Addr().Unmap().String()
+	}
+	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+		return "ip:" + host
+	}
+	return "addr:" + p.Addr.String()
 }

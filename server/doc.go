@@ -76,7 +76,12 @@
 // stream's and the server's cap for the host, the host's pause and rates,
 // the stream's concurrency, the pool), beside its lane's next job rather
 // than behind every job still queued in the lane. Identical GET and HEAD
-// jobs in flight at once share one fetch ([WithDedup]).
+// jobs of one caller ([Config.Caller]) in flight at once share one fetch
+// ([WithDedup]; [Config.DedupAcrossCallers] lets callers share too). Each
+// keeps its own deadline, counted from when the shared fetch started: a
+// follower whose timeout passes first gets its own TIMEOUT, and one whose
+// leader timed out or was cancelled earlier than the follower's deadline
+// fetches for itself with the time it has left.
 //
 // # Draining
 //
@@ -95,7 +100,10 @@
 // Every connection passes an egress policy at dial time, after DNS and
 // before connect: loopback, private, link-local and the other special-purpose
 // ranges are refused (ERROR_CODE_BLOCKED) unless opened with
-// [WithAllowCIDRs].
+// [WithAllowCIDRs]. A refusal's message names the address and the range
+// that refused it; with [Config.HideAddresses] no result's message names a
+// resolved address, and a name that does not resolve is refused alike, so
+// that callers cannot probe internal names; the details go to the log.
 package server
 
 // Where the code is, by role:

@@ -102,6 +102,7 @@ func (st *stream) runLane(ctx, recvCtx context.Context, ln *lane) {
 			continue
 		}
 		st.s.metrics.poolWait.Observe(time.Since(start).Seconds())
+		st.s.flights.start(t.key) // its followers' deadlines run from here
 		st.pop(ln)
 		if !st.goWorker(ln, func() { st.work(ctx, ln, t, p) }) {
 			p.release()

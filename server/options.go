@@ -74,6 +74,16 @@ func WithDedup(on bool) Option {
 	return func(c *Config) { c.DisableDedup = !on }
 }
 
+// WithDedupAcrossCallers sets [Config.DedupAcrossCallers].
+func WithDedupAcrossCallers(on bool) Option {
+	return func(c *Config) { c.DedupAcrossCallers = on }
+}
+
+// WithCaller sets [Config.Caller]; nil means the default, [PeerCaller].
+func WithCaller(caller func(ctx context.Context) string) Option {
+	return func(c *Config) { c.Caller = caller }
+}
+
 // WithRetryAttempts sets [Config.RetryAttempts] to def, at most max, and
 // [Config.MaxRetryAttempts] to max. Values below 1 are ignored.
 func WithRetryAttempts(def, max int) Option {
@@ -158,15 +168,6 @@ func WithJobMemory(n int64) Option {
 	}
 }
 
-// WithCaller sets [Config.Caller]. A nil fn is ignored.
-func WithCaller(fn func(ctx context.Context) string) Option {
-	return func(c *Config) {
-		if fn != nil {
-			c.Caller = fn
-		}
-	}
-}
-
 // WithDefaultTimeout sets [Config.DefaultTimeout]. Values below 1ns are
 // ignored; [New] clamps it to the maximum timeout.
 func WithDefaultTimeout(d time.Duration) Option {
@@ -246,6 +247,11 @@ func WithAllowHosts(patterns ...string) Option {
 // [ParseHostPatterns].
 func WithDenyHosts(patterns ...string) Option {
 	return func(c *Config) { c.DenyHosts = append(c.DenyHosts, patterns...) }
+}
+
+// WithHideAddresses sets [Config.HideAddresses].
+func WithHideAddresses(on bool) Option {
+	return func(c *Config) { c.HideAddresses = on }
 }
 
 // WithLeanHTTP sets [Config.NetHTTP] to !on.

@@ -203,7 +203,7 @@ func (st *stream) task(in inbound, index uint64, batch bool, resp *fetchv1.Fetch
 		t.policy = st.s.retryPolicy(req.GetRetry(), &st.retry)
 	}
 	if st.dedup {
-		t.key = dedupKey(job)
+		t.key = dedupKey(st.caller, job)
 	}
 	return t, nil
 }

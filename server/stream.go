@@ -50,6 +50,9 @@ type stream struct {
 	hosts *hostlimit.Registry
 	retry retry.Policy // for jobs that set none
 	dedup bool
+	// caller names the stream's caller in its jobs' dedup keys, so that
+	// only its own jobs share a fetch; "" when dedup crosses callers.
+	caller string
 
 	// The caller's shares of the server's body and job memory, held for
 	// the stream's life.
@@ -96,6 +99,9 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 	st.bodyMem, st.jobMem = s.bodies.caller(caller), s.jobs.caller(caller)
 	defer st.bodyMem.done() // after every worker: serve returns last
 	defer st.jobMem.done()
+	if !s.opts.dedupAcross {
+		st.caller = caller
+	}
 	recvDone := make(chan error, 1)
 	s.receivers.Add(1)
 	go func() {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/callerlimit"
 	"github.com/fetchd/fetchd/server"
 )
 
@@ -80,7 +81,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&cfg.srv.StreamQueue, "stream-queue", 0, fmt.Sprintf("most jobs one stream may have read and not yet started (waiting for a busy or rate-limited host) (0: 16 x -stream-window, at least %d)", server.DefaultStreamQueue))
 	fs.Var(cfg.hostConcurrency.bind(&cfg.srv.HostConcurrency, server.DefaultHostConcurrency), "host-concurrency", "most fetches in flight to one host, across all streams (0: no cap)")
 	fs.Float64Var(&cfg.srv.HostRate, "host-rate", 0, "most requests per second to one host, across all streams (0: no limit)")
-	fs.Var(notBool{&cfg.srv.DisableDedup}, "dedup", "identical GET/HEAD jobs in flight at the same time share one fetch")
+	fs.Var(notBool{&cfg.srv.DisableDedup}, "dedup", "identical GET/HEAD jobs of one caller in flight at the same time share one fetch; each keeps its own timeout")
+	fs.BoolVar(&cfg.srv.DedupAcrossCallers, "dedup-across-callers", false, "let identical jobs of different callers (token identities, else IP addresses) share a fetch too; shared: true then tells a caller that another fetched the same URL")
+	fs.BoolVar(&cfg.srv.HideAddresses, "hide-addresses", false, "keep resolved addresses out of result messages: a refused destination and a name that does not resolve both get BLOCKED with one message; the details are logged at debug level")
 	fs.IntVar(&cfg.srv.RetryAttempts, "retry-attempts", server.DefaultRetryAttempts, "attempts per job, the first included, for jobs that set no retry policy (1: no retries)")
 	fs.IntVar(&cfg.srv.MaxRetryAttempts, "max-retry-attempts", server.DefaultMaxRetryAttempts, "most attempts a job may ask for")
 	fs.DurationVar(&cfg.srv.RetryBackoff, "retry-backoff", server.DefaultRetryBackoff, "first backoff before a retry, doubled each attempt, with jitter")
@@ -204,6 +207,9 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 func (c *config) serverConfig(logger *slog.Logger) (server.Config, error) {
 	sc := c.srv
 	sc.Logger = logger
+	// A caller is its token identity when auth is on, else its IP, as
+	// for -rate-limit: dedup stays within it.
+	sc.Caller = callerlimit.Key
 	if c.upstreamCAFile != "" {
 		pool, err := server.LoadRootCAs(c.upstreamCAFile)
 		if err != nil {

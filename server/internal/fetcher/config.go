@@ -2,6 +2,7 @@ package fetcher
 
 import (
 	"crypto/x509"
+	"log/slog"
 	"net"
 	"time"
 
@@ -75,6 +76,16 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Engine chooses what carries plain-http requests. Default EngineLean.
 	Engine Engine
+	// HideAddresses keeps resolved addresses out of the error messages of
+	// results: every refused destination, and every host name that does
+	// not resolve, gets ERROR_CODE_BLOCKED with the one message
+	// [HiddenRefusal], and other messages have the addresses of their
+	// connections and DNS servers cut out. The whole error is logged to
+	// Logger at debug level. Default false: messages say all.
+	HideAddresses bool
+	// Logger gets the errors HideAddresses keeps from results. Default
+	// [slog.Default].
+	Logger *slog.Logger
 }
 
 // resolve fills in the defaults of the fields left zero, and turns the
@@ -82,6 +93,9 @@ type Config struct {
 func (cfg *Config) resolve() {
 	if cfg.Policy == nil {
 		cfg.Policy = egress.NewPolicy()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	if cfg.Conns <= 0 {
 		cfg.Conns = DefaultConns

@@ -14,8 +14,10 @@
 // its connection ([Config.IdleReadTimeout]), by a cap on the response
 // header, and by a cap on the decoded body, which is read through the cap
 // and reported truncated. Failures become an [Error] with a
-// [fetchv1.ErrorCode], see [Classify]. [LoadRootCAs] builds a root pool that
-// trusts an internal CA besides the system roots.
+// [fetchv1.ErrorCode], see [Classify]; with [Config.HideAddresses] their
+// messages name no resolved address, and a name that does not resolve is
+// refused like a blocked address, with [HiddenRefusal]. [LoadRootCAs]
+// builds a root pool that trusts an internal CA besides the system roots.
 //
 // Both engines give a caller the same result from the same upstream (net/http
 // is held to the lean engine's rules by a thin wrapper): an unsolicited 101

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -34,6 +35,8 @@ type Fetcher struct {
 	maxRedirects int
 	userAgent    string
 	idleRead     time.Duration // 0: no idle-read deadline
+	hide         bool          // keep addresses out of result messages
+	log          *slog.Logger  // for the errors hide keeps from results
 }
 
 // New returns a Fetcher for cfg.
@@ -78,6 +81,8 @@ func New(cfg Config) *Fetcher {
 		maxRedirects: cfg.MaxRedirects,
 		userAgent:    cfg.UserAgent,
 		idleRead:     cfg.IdleReadTimeout,
+		hide:         cfg.HideAddresses,
+		log:          cfg.Logger,
 	}
 	var rt http.RoundTripper = tr
 	if f.idleRead > 0 {
@@ -154,7 +159,7 @@ func (f *Fetcher) Fetch(ctx context.Context, job *Job, result *fetchv1.FetchResp
 	held, err := f.fetch(ctx, job, result)
 	result.Duration = durationpb.New(time.Since(start))
 	if err != nil {
-		result.Error = Classify(ctx, err).Proto()
+		result.Error = f.callerError(ctx, job, Classify(ctx, err))
 	}
 	return held
 }
