@@ -25,11 +25,15 @@ run: ## Run fetchd with its defaults on localhost:50051 (extra flags: make run A
 	$(BIN)/fetchd $(ARGS)
 
 .PHONY: test
-test: vet checkgenerate buflint deploytest fuzzshort gotest ## Run every check and test: vet, generated code, buf lint and format, go test -race, manifests, a short fuzz run.
+test: vet checkgenerate buflint deploytest fuzzshort gotest abuse ## Run every check and test: vet, generated code, buf lint and format, go test -race, manifests, a short fuzz run, the abuse cases.
 
 .PHONY: gotest
 gotest: ## Run the Go tests with the race detector (the fetcher's run once per HTTP engine, as subtests).
 	$(GO) test -race -count=1 -timeout=15m ./...
+
+.PHONY: abuse
+abuse: ## Attack the fetchd binary (memory cases of abuse, without -race) and check its peak RSS and that it keeps answering.
+	$(GO) test -count=1 -run 'TestAbuse' -v ./cmd/fetchd
 
 .PHONY: bench
 bench: ## Benchmark fetchd against an in-process baseline (about 3-4 minutes); writes bench/results.md and bench/concurrency.svg.

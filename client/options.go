@@ -18,7 +18,7 @@ const (
 	DefaultBackoffMax      = 5 * time.Second
 	DefaultMaxRecvMsgBytes = 16 << 20
 	DefaultConnectTimeout  = 5 * time.Second
-	DefaultMaxJobBytes     = 16 << 20
+	DefaultMaxJobBytes     = 4 << 20
 	DefaultChunkBytes      = 256 << 10
 )
 
@@ -206,7 +206,7 @@ func WithMaxRecvMsgBytes(n int) Option {
 // its limit, and every job in flight on it would be resubmitted or lost
 // with it; the client instead answers such a job ERROR_CODE_INVALID_REQUEST
 // without sending it. Values below 1 are ignored. Default
-// [DefaultMaxJobBytes] (16 MiB, fetchd's default -max-recv-msg-bytes).
+// [DefaultMaxJobBytes] (4 MiB, fetchd's default -max-recv-msg-bytes).
 func WithMaxJobBytes(n int) Option {
 	return func(o *options) {
 		if n > 0 {
