@@ -1,8 +1,10 @@
 package logsample
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -155,5 +157,19 @@ func (s *state) takeCounts(now time.Time) []slog.Record {
 		}
 	}
 	s.flushed = now
+	slices.SortFunc(out, func(a, b slog.Record) int { return cmp.Compare(likeOf(a), likeOf(b)) })
 	return out
+}
+
+// likeOf returns the "like" attribute of a "suppressed log lines" record.
+func likeOf(r slog.Record) string {
+	var like string
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "like" {
+			like = a.Value.String()
+			return false
+		}
+		return true
+	})
+	return like
 }
