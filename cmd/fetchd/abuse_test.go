@@ -242,3 +242,38 @@ func TestFastCallersNotAbusive(t *testing.T) {
 		t.Errorf("fetchd took a fast caller for an attacker:\n%s", log)
 	}
 }
+
+// TestCallLogSampled: a flood of refused calls (no token), spread over
+// connections so that none is closed for abuse, writes a bounded number of
+// per-call lines and a count of the rest.
+func TestCallLogSampled(t *testing.T) {
+	r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-auth-token-file", writeTokens(t))
+	ctx := testctx.WithTimeout(t, 60*time.Second)
+	const conns, calls = 20, 60
+	var wg sync.WaitGroup
+	for i := range conns {
+		conn := dial(t, r.addr)
+		wg.Go(func() {
+			for range calls {
+				if _, err := fetchWithMD(ctx, conn, "http://127.0.0.1:1/"); err == nil {
+					t.Errorf("connection %d: Fetch without a token succeeded", i)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := r.Stop(t, 15*time.Second); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	log := r.log.String()
+	lines := strings.Count(log, `msg="finished call"`)
+	t.Logf("%d refused calls: %d per-call lines, log %d bytes", conns*calls, lines, len(log))
+	// 100 at once and 50 a second: the calls take a few seconds at most.
+	if lines > 400 {
+		t.Errorf("%d refused calls wrote %d per-call lines, want at most 400", conns*calls, lines)
+	}
+	if !strings.Contains(log, `msg="suppressed log lines" like="finished call"`) {
+		t.Errorf("log lacks the count of suppressed lines")
+	}
+}
