@@ -40,6 +40,7 @@ type config struct {
 	rateLimit            float64
 	rateBurst            int
 	maxConnections       int
+	maxConnectionsPerIP  int
 	logFormat            string
 	logLevel             slog.Level
 }
@@ -98,7 +99,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&cfg.authTokenFile, "auth-token-file", "", "require \"authorization: Bearer TOKEN\" with a token from this `file` (one per line; health stays open)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", 0, "most calls (streams) per second per caller: its token identity, else its IP (0: no limit)")
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 20, "calls a caller may make at once above -rate-limit")
-	fs.IntVar(&cfg.maxConnections, "max-connections", 1024, "most client connections open at once; more wait to be accepted (0: no limit)")
+	fs.IntVar(&cfg.maxConnections, "max-connections", 1024, "most client connections open at once; when full, a new connection takes the slot of the one idle longest (no fetch stream in progress; those that never began a call first), and is refused only if every one has a fetch in progress (0: no limit)")
+	fs.IntVar(&cfg.maxConnectionsPerIP, "max-connections-per-ip", 0, "most client connections open at once from one IP address, with the same eviction as -max-connections (0: a quarter of -max-connections, at least 1; no limit if -max-connections is 0)")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -188,10 +190,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-rate-limit must not be negative and -rate-burst must be at least 1")
 	case cfg.maxConnections < 0:
 		return nil, fmt.Errorf("-max-connections %d: must not be negative", cfg.maxConnections)
+	case cfg.maxConnectionsPerIP < 0:
+		return nil, fmt.Errorf("-max-connections-per-ip %d: must not be negative", cfg.maxConnectionsPerIP)
 	case cfg.logFormat != "text" && cfg.logFormat != "json":
 		return nil, fmt.Errorf("-log-format %q: must be text or json", cfg.logFormat)
 	}
 	return cfg, nil
+}
+
+// perIPConnections returns the per-IP connection limit:
+// -max-connections-per-ip, or a quarter of -max-connections (0: none).
+func (c *config) perIPConnections() int {
+	if c.maxConnectionsPerIP > 0 || c.maxConnections == 0 {
+		return c.maxConnectionsPerIP
+	}
+	return max(1, c.maxConnections/4)
 }
 
 func (c *config) logger(w io.Writer) (*slog.Logger, error) {

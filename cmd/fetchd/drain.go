@@ -34,7 +34,7 @@ func (c *callTracker) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 	switch {
 	case info.FullMethod == healthpb.Health_Watch_FullMethodName:
 		return handler(srv, ss)
-	case !strings.HasPrefix(info.FullMethod, "/"+fetchv1.FetchService_ServiceDesc.ServiceName+"/"):
+	case !isFetchMethod(info.FullMethod):
 		return handler(srv, &endingStream{ServerStream: ss, end: c.end, recvs: &c.recvs})
 	}
 	c.mu.Lock()
@@ -50,6 +50,12 @@ func (c *callTracker) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 		}
 	}()
 	return handler(srv, ss)
+}
+
+// isFetchMethod reports whether fullMethod is one of the fetch service's:
+// the work that drains wait for and that keeps a connection's slot.
+func isFetchMethod(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/"+fetchv1.FetchService_ServiceDesc.ServiceName+"/")
 }
 
 // endingStream is a server stream whose receives fail with UNAVAILABLE

@@ -31,8 +31,9 @@ import (
 
 // grpcServerOptions assembles the gRPC server's options from cfg: TLS,
 // limits, keepalive, tracing, and the interceptor chain: metrics, logging,
-// auth and rate limit (all but health), and recovery last.
-func grpcServerOptions(cfg *config, logger *slog.Logger, srvMetrics *grpcprom.ServerMetrics, tp trace.TracerProvider) ([]grpc.ServerOption, error) {
+// auth and rate limit (all but health), and recovery last. The logging
+// interceptor logs to callLogger, the sampled logger of lines callers cause.
+func grpcServerOptions(cfg *config, logger, callLogger *slog.Logger, srvMetrics *grpcprom.ServerMetrics, tp trace.TracerProvider) ([]grpc.ServerOption, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.maxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(min(cfg.maxConcurrentStreams, 1<<31))),
@@ -43,12 +44,14 @@ func grpcServerOptions(cfg *config, logger *slog.Logger, srvMetrics *grpcprom.Se
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    2 * time.Minute,
 			Timeout: 20 * time.Second,
-			// An idle connection gives its -max-connections slot back.
+			// An idle connection gives its -max-connections slot back,
+			// if no new connection has taken it before.
 			MaxConnectionIdle: 5 * time.Minute,
 		}),
-		// A connection that never finishes its handshake gives its slot
-		// back too.
-		grpc.ConnectionTimeout(10 * time.Second),
+		// The TLS handshake, the HTTP/2 preface and the first SETTINGS
+		// frame must come within this (a slot held meanwhile is the
+		// first to go to a new connection).
+		grpc.ConnectionTimeout(5 * time.Second),
 	}
 	if cfg.tlsCert != "" {
 		tc, err := serverTLS(cfg)
@@ -70,11 +73,11 @@ func grpcServerOptions(cfg *config, logger *slog.Logger, srvMetrics *grpcprom.Se
 	}
 	unary := []grpc.UnaryServerInterceptor{
 		srvMetrics.UnaryServerInterceptor(),
-		logging.UnaryServerInterceptor(interceptorLogger(logger), logOpts...),
+		logging.UnaryServerInterceptor(interceptorLogger(callLogger), logOpts...),
 	}
 	stream := []grpc.StreamServerInterceptor{
 		srvMetrics.StreamServerInterceptor(),
-		logging.StreamServerInterceptor(interceptorLogger(logger), logOpts...),
+		logging.StreamServerInterceptor(interceptorLogger(callLogger), logOpts...),
 	}
 	if cfg.authTokenFile != "" {
 		tokens, err := tokenauth.Load(cfg.authTokenFile)

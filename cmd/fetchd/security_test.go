@@ -587,6 +587,7 @@ func TestBadSecurityConfig(t *testing.T) {
 		{name: "zero rate burst", args: []string{"-rate-limit", "1", "-rate-burst", "0"}, want: "-rate-burst must be at least 1"},
 		{name: "negative rate", args: []string{"-rate-limit", "-1"}, want: "-rate-limit must not be negative"},
 		{name: "negative connection limit", args: []string{"-max-connections", "-1"}, want: "-max-connections -1: must not be negative"},
+		{name: "negative per-IP connection limit", args: []string{"-max-connections-per-ip", "-1"}, want: "-max-connections-per-ip -1: must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -733,14 +734,16 @@ func TestRateLimit(t *testing.T) {
 	})
 }
 
+// TestConnectionLimit: when -max-connections is full, a new connection
+// takes the slot of one without a fetch in progress, and is refused at once
+// (not kept waiting) while every slot has one.
 func TestConnectionLimit(t *testing.T) {
 	up := testupstream.New(t)
 	u := up.URL + "/?size=1"
-	r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-max-connections", "2")
+	r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-max-connections", "2", "-max-connections-per-ip", "2")
 	ctx := testctx.WithTimeout(t, 20*time.Second)
 
 	// Two connections, each holding a stream open.
-	var conns []*grpc.ClientConn
 	var streams []grpc.BidiStreamingClient[fetchv1.FetchRequest, fetchv1.FetchResponse]
 	for i := range 2 {
 		conn := dial(t, r.addr)
@@ -748,40 +751,29 @@ func TestConnectionLimit(t *testing.T) {
 		if err != nil {
 			t.Fatalf("connection %d of 2: %v", i+1, err)
 		}
-		conns, streams = append(conns, conn), append(streams, st)
+		streams = append(streams, st)
 	}
 
-	// The third connection waits to be accepted.
+	// The third connection is refused at once: both have work.
 	third := dial(t, r.addr)
-	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	_, err := fetchWithMD(short, third, u)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err := healthpb.NewHealthClient(third).Check(short, &healthpb.HealthCheckRequest{})
 	cancel()
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("call on a 3rd connection = %v, want code DeadlineExceeded while 2 are open", err)
-	}
-	short, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
-	_, err = healthpb.NewHealthClient(third).Check(short, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
-	cancel()
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("Health.Check on a 3rd connection = %v, want code DeadlineExceeded while 2 are open", err)
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("Health.Check on a 3rd connection = %v, want code Unavailable while 2 have work", err)
 	}
 
-	// An open connection without streams still counts; closing one lets
-	// the third in.
+	// Once the first has no stream, the third takes its slot.
 	closeStream(t, streams[0])
-	short, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
-	_, err = healthpb.NewHealthClient(third).Check(short, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
-	cancel()
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("Health.Check on a 3rd connection = %v, want code DeadlineExceeded while 2 are open", err)
-	}
-	conns[0].Close()
 	if _, err := healthpb.NewHealthClient(third).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
-		t.Fatalf("Health.Check on the 3rd connection after one closed: %v", err)
+		t.Fatalf("Health.Check on the 3rd connection after the 1st went idle: %v", err)
 	}
 	if res, err := fetchWithMD(ctx, third, u); err != nil || res.GetStatusCode() != 200 {
 		t.Errorf("Fetch(%q) on the 3rd connection = %v, %v; want status 200", u, res, err)
 	}
+	testctx.WaitFor(t, 5*time.Second, "the idle connection to be evicted", func() bool {
+		return strings.Contains(r.log.String(), "connection evicted")
+	})
 	// The second stream was served all along.
 	if err := streams[1].Send(&fetchv1.FetchRequest{Url: u}); err != nil {
 		t.Fatalf("Send on the 2nd connection: %v", err)

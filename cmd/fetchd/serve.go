@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/connlimit"
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/logsample"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
 	"github.com/fetchd/fetchd/server"
 )
@@ -24,8 +25,15 @@ import (
 // done, health Watch streams end too and serve returns. After
 // cfg.drainTimeout whatever is left is cut off.
 func serve(ctx context.Context, cfg *config, getenv func(string) string, logger *slog.Logger) error {
+	// Lines that callers cause (one per stream, call or connection) go
+	// through a sampler, so that a flood of calls cannot flood the log;
+	// fetchd's own lines do not.
+	sampler := logsample.New(logger.Handler(), logsample.Config{})
+	defer sampler.Flush(context.Background())
+	callLogger := slog.New(sampler)
+
 	reg, srvMetrics := newRegistry()
-	scfg, err := cfg.serverConfig(logger)
+	scfg, err := cfg.serverConfig(callLogger)
 	if err != nil {
 		return err
 	}
@@ -45,10 +53,17 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		scfg.TracerProvider = tp
 		logger.Info("tracing on", "exporter", getenv("OTEL_TRACES_EXPORTER"))
 	}
-	grpcOpts, err := grpcServerOptions(cfg, logger, srvMetrics, tp)
+	grpcOpts, err := grpcServerOptions(cfg, logger, callLogger, srvMetrics, tp)
 	if err != nil {
 		return err
 	}
+	conns := connlimit.New(connlimit.Config{
+		MaxConns: cfg.maxConnections,
+		MaxPerIP: cfg.perIPConnections(),
+		IsWork:   isFetchMethod,
+		Logger:   callLogger,
+	})
+	grpcOpts = append(grpcOpts, grpc.StatsHandler(conns))
 
 	// Closed when the fetch streams are done draining: the streams that only
 	// wait for their caller (health watches, reflection) end then.
@@ -60,9 +75,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if cfg.maxConnections > 0 {
-		lis = netutil.LimitListener(lis, cfg.maxConnections)
-	}
+	lis = conns.Listen(lis)
 	if cfg.metricsListen != "" {
 		stop, err := serveMetrics(ctx, cfg.metricsListen, reg, logger)
 		if err != nil {
@@ -125,6 +138,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 	go func() { serveErr <- gs.Serve(lis) }()
 	logger.Info("fetchd listening", "addr", lis.Addr().String(), "concurrency", fs.Concurrency(),
 		"body_memory_mib", fs.BodyMemory()>>20, "job_memory_mib", fs.JobMemory()>>20, "memory_limit_mib", memLimit>>20,
+		"max_connections", cfg.maxConnections, "max_connections_per_ip", cfg.perIPConnections(),
 		"tls", cfg.tlsCert != "", "mtls", cfg.tlsClientCA != "", "auth", cfg.authTokenFile != "",
 		"allow_cidr", cidrList{&cfg.srv.AllowCIDRs}.String())
 
