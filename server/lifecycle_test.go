@@ -1,14 +1,12 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testbuf"
 	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
@@ -199,7 +198,7 @@ func TestDrain(t *testing.T) {
 // the results it sent (none) and the jobs it had read and not answered.
 func TestLogUnanswered(t *testing.T) {
 	up := testupstream.New(t)
-	var logs lockedBuffer
+	var logs testbuf.Buffer
 	c, _ := startServer(t, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	ctx, cancel := context.WithCancel(testctx.New(t))
 	stream, err := c.Fetch(ctx)
@@ -217,22 +216,4 @@ func TestLogUnanswered(t *testing.T) {
 	if line := logs.String(); !strings.Contains(line, "jobs=0") || !strings.Contains(line, "unanswered=3") || !strings.Contains(line, "status=Canceled") {
 		t.Errorf("log = %q, want jobs=0 unanswered=3 status=Canceled", line)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testbuf"
 	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
@@ -121,7 +122,7 @@ func TestRunBoundedInput(t *testing.T) {
 	const lineLen, n, window = 256, 2000, 16
 	in := &lineGen{prefix: up.URL + "/?tag=bounded&n=", len: lineLen, n: n}
 	out := &aheadWriter{in: in}
-	var stderr syncBuffer
+	var stderr testbuf.Buffer
 	err := run(testctx.WithTimeout(t, 60*time.Second), []string{"-addr", addr, "-window", "16"}, in, out, &stderr, func(string) string { return "" })
 	if err != nil {
 		t.Fatalf("run = %v\n%s", err, stderr.String())

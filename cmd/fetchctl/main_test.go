@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
+	"github.com/fetchd/fetchd/internal/testbuf"
 	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/server"
 )
@@ -144,7 +145,7 @@ func runCtlCtx(ctx context.Context, tb testing.TB, stdin io.Reader, env map[stri
 		stdin = strings.NewReader("")
 	}
 	var stdout bytes.Buffer
-	var stderr syncBuffer
+	var stderr testbuf.Buffer
 	start := time.Now()
 	err := run(ctx, args, stdin, &stdout, &stderr, func(name string) string { return env[name] })
 	code := exitCode(err, &stderr)
@@ -217,25 +218,6 @@ func jsonKeys(tb testing.TB, line string) []string {
 		}
 	}
 	return keys
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use: the progress bar
-// writes to stderr from its own goroutine.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var errNoLine = errors.New("no such line")

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fetchd/fetchd/internal/testbuf"
 	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
@@ -65,7 +66,7 @@ func childEnv(extra ...string) []string {
 
 // startBinary starts the fetchctl binary with args; its stdin is a pipe
 // the caller writes and closes.
-func startBinary(tb testing.TB, ctx context.Context, env []string, args ...string) (cmd *exec.Cmd, stdin io.WriteCloser, stdout, stderr *syncBuffer) {
+func startBinary(tb testing.TB, ctx context.Context, env []string, args ...string) (cmd *exec.Cmd, stdin io.WriteCloser, stdout, stderr *testbuf.Buffer) {
 	tb.Helper()
 	bin, err := fetchctlBinary()
 	if err != nil {
@@ -73,7 +74,7 @@ func startBinary(tb testing.TB, ctx context.Context, env []string, args ...strin
 	}
 	cmd = exec.CommandContext(ctx, bin, args...)
 	cmd.Env = childEnv(env...)
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &testbuf.Buffer{}, &testbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if stdin, err = cmd.StdinPipe(); err != nil {
 		tb.Fatal(err)
@@ -102,7 +103,7 @@ func runBinary(tb testing.TB, stdin string, env []string, args ...string) *ctlRu
 	return waitBinary(tb, cmd, args, stdout, stderr, start)
 }
 
-func waitBinary(tb testing.TB, cmd *exec.Cmd, args []string, stdout, stderr *syncBuffer, start time.Time) *ctlRun {
+func waitBinary(tb testing.TB, cmd *exec.Cmd, args []string, stdout, stderr *testbuf.Buffer, start time.Time) *ctlRun {
 	tb.Helper()
 	err := cmd.Wait()
 	var exit *exec.ExitError

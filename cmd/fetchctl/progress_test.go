@@ -6,6 +6,7 @@ import (
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testbuf"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
@@ -49,7 +50,7 @@ func TestRunProgress(t *testing.T) {
 // TestProgressBytes checks that the bar shows the body bytes received so
 // far, counted as -out writes them, and the errors.
 func TestProgressBytes(t *testing.T) {
-	var out syncBuffer
+	var out testbuf.Buffer
 	p := newProgress("always", &out, 2, true)
 	p.addBytes(12<<20 + 300<<10)
 	p.add(&client.Result{Error: &fetchv1.Error{Code: fetchv1.ErrorCode_ERROR_CODE_TIMEOUT}, BodyLength: 5})

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testbuf"
 	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
@@ -297,7 +298,7 @@ func TestMetricsOff(t *testing.T) {
 
 	// A metrics address that cannot be used is an error before serving.
 	ctx := testctx.WithTimeout(t, 5*time.Second)
-	var stderr logBuffer
+	var stderr testbuf.Buffer
 	err := run(ctx, []string{"-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:99999"}, env(nil), io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "metrics listen") {
 		t.Errorf("run -metrics-listen 127.0.0.1:99999 = %v, want a metrics listen error", err)

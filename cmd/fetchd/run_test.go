@@ -6,7 +6,6 @@ import (
 	"flag"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testbuf"
 	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
@@ -24,7 +24,7 @@ import (
 type runner struct {
 	addr   string
 	cancel context.CancelFunc // stands in for SIGTERM
-	log    logBuffer
+	log    testbuf.Buffer
 	done   chan struct{} // closed when run has returned
 	err    error         // what run returned; set before done closes
 }
@@ -76,24 +76,6 @@ func (r *runner) Stop(tb testing.TB, d time.Duration) error {
 		tb.Fatalf("run did not return within %v of its context's end", d)
 		return nil
 	}
-}
-
-// logBuffer is an io.Writer safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex // guards b
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func env(vars map[string]string) func(string) string {
@@ -150,7 +132,7 @@ func TestRunConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testctx.WithTimeout(t, 10*time.Second)
-			var stderr logBuffer
+			var stderr testbuf.Buffer
 			err := run(ctx, append([]string{"-listen", "127.0.0.1:0"}, tt.args...), env(tt.env), io.Discard, &stderr)
 			if err == nil {
 				t.Fatalf("run(%q) with env %v = nil, want an error", tt.args, tt.env)

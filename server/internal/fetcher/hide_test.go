@@ -7,31 +7,13 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testbuf"
 	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/server/internal/egress"
 )
-
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestFetchHideAddresses: with HideAddresses, a caller's message names no
 // resolved address: a refused destination and a name that does not resolve
@@ -80,7 +62,7 @@ func TestFetchHideAddresses(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				var log syncBuffer
+				var log testbuf.Buffer
 				logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 				f := newFetcher(t, engine, Config{Policy: policy, Resolver: resolver, HideAddresses: tt.hide, Logger: logger})
 				resp := doFetch(testctx.New(t), t, f, &fetchv1.FetchRequest{Url: tt.url}, testLimits)
