@@ -217,3 +217,36 @@ func TestLogUnanswered(t *testing.T) {
 		t.Errorf("log = %q, want jobs=0 unanswered=3 status=Canceled", line)
 	}
 }
+
+// TestLogBatchDeadline: a FetchBatch cut off by its caller's deadline with
+// jobs unanswered logs DeadlineExceeded, not OK: no receive or send of it
+// failed, but the call ended.
+func TestLogBatchDeadline(t *testing.T) {
+	up := testupstream.New(t)
+	var logs testbuf.Buffer
+	c, _ := startServer(t, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), WithConcurrency(1))
+	// Another stream holds the only pool slot: the batch's jobs stay
+	// queued, so none gets a result to send.
+	hold, err := c.Fetch(testctx.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hold.Send(job(up.URL + "/?hang=1&hold=1")); err != nil {
+		t.Fatal(err)
+	}
+	testctx.WaitFor(t, 10*time.Second, "the pool slot taken", func() bool { return up.InFlight() == 1 })
+	ctx, cancel := context.WithTimeout(testctx.New(t), 500*time.Millisecond)
+	defer cancel()
+	stream, err := c.FetchBatch(ctx, &fetchv1.FetchBatchRequest{Jobs: []*fetchv1.FetchRequest{
+		job(up.URL + "/?hang=1&i=0"), job(up.URL + "/?hang=1&i=1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("Recv = %v, want DeadlineExceeded", err)
+	}
+	testctx.WaitFor(t, 10*time.Second, "the batch's log line", func() bool { return strings.Contains(logs.String(), "stream finished") })
+	if line := logs.String(); !strings.Contains(line, "unanswered=2") || !strings.Contains(line, "status=DeadlineExceeded") {
+		t.Errorf("log = %q, want unanswered=2 status=DeadlineExceeded", line)
+	}
+}

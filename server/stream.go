@@ -243,6 +243,10 @@ func (s *Server) finish(callCtx context.Context, start time.Time, sum *summary, 
 		err = sendErr
 	case recvErr != nil:
 		err = recvErr
+	case sum.unanswered > 0 && ctx.Err() != nil:
+		// Cut off by the caller (or its deadline) with jobs unanswered,
+		// before any send failed.
+		err = callEnded(ctx)
 	case drained:
 		err = status.Error(codes.Unavailable, "fetchd is draining: jobs without a result were not started; resubmit them")
 	}
