@@ -133,19 +133,19 @@ func (t *Tracker) end(r *rpc, abuse bool) bool {
 	return abuse && t.spend(c, now)
 }
 
-// spend takes a token from c's bucket and reports whether it had none
-// left, once: c is then removed, and is for the caller to close. t.mu must
-// be held.
+// spend takes a token from the bucket of c's address and reports whether
+// it had none left, once: c is then removed, and is for the caller to
+// close. t.mu must be held.
 func (t *Tracker) spend(c *conn, now time.Time) bool {
 	if t.cfg.FailBurst < 0 || c.gone {
 		return false
 	}
-	c.tokens = min(float64(t.cfg.FailBurst), c.tokens+now.Sub(c.refilled).Seconds()*t.cfg.FailRate)
-	c.refilled = now
-	if c.tokens < 1 {
+	b := c.bucket
+	b.refill(now, t.cfg.FailBurst, t.cfg.FailRate)
+	if b.tokens < 1 {
 		t.removeLocked(c)
 		return true
 	}
-	c.tokens--
+	b.tokens--
 	return false
 }

@@ -25,11 +25,13 @@ type Config struct {
 	// MaxPerIP is the most connections open at once from one IP address
 	// (0: no limit).
 	MaxPerIP int
-	// FailBurst and FailRate bound the abusive RPCs of a connection: those
+	// FailBurst and FailRate bound the abusive RPCs of an address's
+	// connections (one bucket per address, kept while it refills, so that
+	// reconnecting does not refill it): those
 	// that end before a request message arrived (reset by the caller, as in
 	// rapid reset) or are refused with UNAUTHENTICATED, PERMISSION_DENIED
 	// or RESOURCE_EXHAUSTED. A token bucket of FailBurst tokens, refilled
-	// at FailRate a second: a connection that ends one more is closed. RPCs
+	// at FailRate a second: the connection that ends one more is closed. RPCs
 	// that fail at their work (a deadline, a caller's cancel after sending)
 	// never count. 0: DefaultFailBurst, DefaultFailRate; a negative
 	// FailBurst turns detection off.
@@ -52,9 +54,30 @@ type Config struct {
 type Tracker struct {
 	cfg Config
 
-	mu    sync.Mutex       // guards conns and perIP, and the fields of each conn that say so
-	conns map[string]*conn // open connections, by remote address
-	perIP map[string]int   // len(conns) by IP address
+	mu    sync.Mutex         // guards conns, perIP and abuse, and the fields of each conn that say so
+	conns map[string]*conn   // open connections, by remote address
+	perIP map[string]int     // len(conns) by IP address
+	abuse map[string]*bucket // abusive RPCs each address may still end; see Config.FailBurst
+}
+
+// maxBuckets is how many addresses' abuse buckets the tracker keeps
+// beyond those with a connection open: the ones still refilling after
+// abuse. Past it, the full ones are forgotten first.
+const maxBuckets = 4096
+
+// bucket is one address's token bucket of abusive RPCs. It is the
+// address's, not a connection's, so that a caller that reconnects after
+// its connection was closed for abuse starts with the tokens it left, and
+// its next connection is closed at its first abusive RPC.
+type bucket struct {
+	tokens   float64
+	refilled time.Time
+}
+
+// refill adds the tokens earned since the last refill, up to burst.
+func (b *bucket) refill(now time.Time, burst int, rate float64) {
+	b.tokens = min(float64(burst), b.tokens+now.Sub(b.refilled).Seconds()*rate)
+	b.refilled = now
 }
 
 // New returns a Tracker with cfg.
@@ -74,7 +97,7 @@ func New(cfg Config) *Tracker {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Tracker{cfg: cfg, conns: map[string]*conn{}, perIP: map[string]int{}}
+	return &Tracker{cfg: cfg, conns: map[string]*conn{}, perIP: map[string]int{}, abuse: map[string]*bucket{}}
 }
 
 // Len returns the number of connections open.
@@ -97,8 +120,7 @@ type conn struct {
 	began    bool      // an RPC of any kind has begun
 	work     int       // work RPCs in progress
 	lastWork time.Time // when the last work RPC began or ended; accepted if none
-	tokens   float64   // failed RPCs it may still end; see Config.FailBurst
-	refilled time.Time // when tokens was last refilled
+	bucket   *bucket   // its address's abuse bucket
 	gone     bool      // removed from t.conns (evicted or closed)
 }
 
@@ -124,6 +146,10 @@ func (t *Tracker) removeLocked(c *conn) {
 	delete(t.conns, c.key)
 	if t.perIP[c.ip]--; t.perIP[c.ip] <= 0 {
 		delete(t.perIP, c.ip)
+		// An address's bucket outlives its connections while it refills.
+		if c.bucket.refill(t.cfg.Now(), t.cfg.FailBurst, t.cfg.FailRate); c.bucket.tokens >= float64(t.cfg.FailBurst) {
+			delete(t.abuse, c.ip)
+		}
 	}
 }
 
@@ -137,10 +163,18 @@ func (t *Tracker) admit(nc net.Conn) *conn {
 		ip = host
 	}
 	now := t.cfg.Now()
-	c := &conn{Conn: nc, t: t, key: key, ip: ip, accepted: now, lastWork: now,
-		tokens: float64(t.cfg.FailBurst), refilled: now}
+	c := &conn{Conn: nc, t: t, key: key, ip: ip, accepted: now, lastWork: now}
 
 	t.mu.Lock()
+	c.bucket = t.bucketLocked(ip, now)
+	if c.bucket.refill(now, t.cfg.FailBurst, t.cfg.FailRate); t.cfg.FailBurst >= 0 && c.bucket.tokens < 1 {
+		// The address spent its bucket on abuse: no new connection
+		// until it earns a token back (1/FailRate seconds).
+		t.mu.Unlock()
+		nc.Close()
+		t.cfg.Logger.Warn("connection refused: its address's connections were closed for abuse", "peer", key)
+		return nil
+	}
 	var victim *conn
 	limit := ""
 	switch {
@@ -171,6 +205,28 @@ func (t *Tracker) admit(nc net.Conn) *conn {
 			"peer", victim.key, "began_rpc", victim.began, "idle", now.Sub(victim.lastWork).Round(time.Millisecond))
 	}
 	return c
+}
+
+// bucketLocked returns ip's abuse bucket, made full if it has none, and
+// forgets full buckets of addresses without a connection once there are
+// too many. t.mu must be held.
+func (t *Tracker) bucketLocked(ip string, now time.Time) *bucket {
+	if b, ok := t.abuse[ip]; ok {
+		return b
+	}
+	if len(t.abuse) >= maxBuckets+len(t.perIP) {
+		for a, b := range t.abuse {
+			if t.perIP[a] > 0 {
+				continue
+			}
+			if b.refill(now, t.cfg.FailBurst, t.cfg.FailRate); b.tokens >= float64(t.cfg.FailBurst) || len(t.abuse) >= 2*maxBuckets {
+				delete(t.abuse, a)
+			}
+		}
+	}
+	b := &bucket{tokens: float64(t.cfg.FailBurst), refilled: now}
+	t.abuse[ip] = b
+	return b
 }
 
 // idlest returns the connection to evict, of address ip (any if empty),

@@ -280,3 +280,48 @@ func TestAbuse(t *testing.T) {
 		})
 	}
 }
+
+// TestAbuseReconnect: the abuse bucket is the address's: a caller that
+// reconnects after its connection was closed for abuse starts with the
+// tokens it left, and its new connection is closed at its first abusive
+// RPC, until the bucket refills; other addresses are untouched.
+func TestAbuseReconnect(t *testing.T) {
+	canceled := status.Error(codes.Canceled, "context canceled")
+	h := newHarness(t, Config{IsWork: isWork})
+	first := h.connect(2)
+	for range DefaultFailBurst + 1 {
+		h.call(first, work, false)(canceled)
+	}
+	if !closed(t, first) {
+		t.Fatalf("connection not closed after %d resets", DefaultFailBurst+1)
+	}
+	// At once, the address's next connection is refused; once it has
+	// earned a token (1/50 s), it spends it and is closed at its next
+	// reset.
+	if refused := h.connect(2); !closed(t, refused) {
+		t.Errorf("a new connection from the address with its bucket spent was accepted")
+	}
+	h.clock.Advance(time.Second / DefaultFailRate)
+	again := h.connect(2)
+	h.call(again, work, false)(canceled)
+	h.call(again, work, false)(canceled)
+	if !closed(t, again) {
+		t.Errorf("a new connection from the same address survived its first reset with the bucket spent")
+	}
+	other := h.connect(3)
+	for range DefaultFailBurst {
+		h.call(other, work, false)(canceled)
+	}
+	if closed(t, other) {
+		t.Errorf("another address's connection closed within its own bucket")
+	}
+	// Two seconds refill 100 tokens: the address may reset again.
+	h.clock.Advance(2 * time.Second)
+	later := h.connect(2)
+	for range DefaultFailBurst - 1 {
+		h.call(later, work, false)(canceled)
+	}
+	if closed(t, later) {
+		t.Errorf("connection closed within a refilled bucket")
+	}
+}
