@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +46,15 @@ type abuseCase struct {
 var abuseCases = []abuseCase{
 	{"64 unfinished request messages at the 4 MiB limit on one connection", nil, func(ctx context.Context, t *testing.T, conn *grpc.ClientConn, _ string) {
 		unfinishedMessages(ctx, t, conn.Target(), tokenAlpha, 64, 4<<20)
+	}},
+	{"two connections of 64 unfinished request messages at the 4 MiB limit", nil, func(ctx context.Context, t *testing.T, conn *grpc.ClientConn, _ string) {
+		// 512 MiB offered, over -recv-memory: fetchd closes the
+		// connections that hold the most, so the attack stays bounded.
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() { unfinishedMessages(ctx, t, conn.Target(), tokenAlpha, 64, 4<<20) })
+		}
+		wg.Wait()
 	}},
 	{"64 jobs with 4 MiB request bodies to an upstream that never reads", nil, func(ctx context.Context, t *testing.T, conn *grpc.ClientConn, up string) {
 		body := make([]byte, 4<<20-1<<10) // the most a job message may carry
