@@ -5,7 +5,7 @@ BUF     := $(GO) tool -modfile=tools/go.mod buf
 BIN     := bin
 ARGS    ?=
 FUZZTIME ?= 60s
-FUZZ_PKGS := ./server ./server/internal/egress ./server/internal/fetcher
+FUZZ_PKGS := ./server ./server/internal/egress ./server/internal/fetcher ./cmd/fetchd/internal/recvlimit
 
 .DEFAULT_GOAL := help
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +47,15 @@ type abuseCase struct {
 var abuseCases = []abuseCase{
 	{"64 unfinished request messages at the 4 MiB limit on one connection", nil, func(ctx context.Context, t *testing.T, conn *grpc.ClientConn, _ string) {
 		unfinishedMessages(ctx, t, conn.Target(), tokenAlpha, 64, 4<<20)
+	}},
+	{"two connections of 64 unfinished request messages at the 4 MiB limit", nil, func(ctx context.Context, t *testing.T, conn *grpc.ClientConn, _ string) {
+		// 512 MiB offered, over -recv-memory: fetchd closes the
+		// connections that hold the most, so the attack stays bounded.
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() { unfinishedMessages(ctx, t, conn.Target(), tokenAlpha, 64, 4<<20) })
+		}
+		wg.Wait()
 	}},
 	{"64 jobs with 4 MiB request bodies to an upstream that never reads", nil, func(ctx context.Context, t *testing.T, conn *grpc.ClientConn, up string) {
 		body := make([]byte, 4<<20-1<<10) // the most a job message may carry
@@ -184,4 +195,71 @@ func vmHWM(t *testing.T, pid int) int64 {
 	}
 	t.Fatal(errors.New("no VmHWM in /proc status"))
 	return 0
+}
+
+// TestRecvMemoryLegitimateCallers: with -recv-memory at its least (one
+// message at -max-recv-msg-bytes), a FetchBatch of a 3.9 MiB message and a
+// Fetch stream of thousands of small jobs pass, on a connection never
+// closed.
+func TestRecvMemoryLegitimateCallers(t *testing.T) {
+	up := testupstream.New(t)
+	u := up.URL + "/?size=1"
+	r := startRun(t, env(nil), "-allow-cidr", "127.0.0.0/8", "-recv-memory", "4194304")
+	ctx := testctx.WithTimeout(t, 60*time.Second)
+	conn := dial(t, r.addr)
+	fc := fetchv1.NewFetchServiceClient(conn)
+
+	batch := &fetchv1.FetchBatchRequest{}
+	body := make([]byte, 4080)
+	for range 990 {
+		batch.Jobs = append(batch.Jobs, &fetchv1.FetchRequest{Url: u, Method: "POST", Body: body})
+	}
+	if n := proto.Size(batch); n < 3800<<10 || n >= 4<<20 {
+		t.Fatalf("batch of %d bytes, want 3.9 MiB", n)
+	}
+	b, err := fc.FetchBatch(ctx, batch)
+	if err != nil {
+		t.Fatalf("FetchBatch of %d bytes: %v", proto.Size(batch), err)
+	}
+	got := 0
+	for ; ; got++ {
+		if _, err := b.Recv(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("FetchBatch of %d bytes: Recv: %v", proto.Size(batch), err)
+			}
+			break
+		}
+	}
+	if got != len(batch.Jobs) {
+		t.Errorf("FetchBatch of %d jobs got %d results", len(batch.Jobs), got)
+	}
+
+	stream, err := fc.Fetch(ctx)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	const jobs = 3000
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range jobs {
+			if err := stream.Send(&fetchv1.FetchRequest{Url: u}); err != nil {
+				t.Errorf("Send: %v", err)
+				return
+			}
+		}
+		stream.CloseSend()
+	})
+	got = 0
+	for ; ; got++ {
+		if _, err := stream.Recv(); err != nil {
+			break
+		}
+	}
+	wg.Wait()
+	if got != jobs {
+		t.Errorf("one stream of %d jobs got %d results", jobs, got)
+	}
+	if log := r.log.String(); strings.Contains(log, "connection closed") {
+		t.Errorf("fetchd closed a legitimate caller's connection:\n%s", log)
+	}
 }

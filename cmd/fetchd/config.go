@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fetchd/fetchd/cmd/fetchd/internal/callerlimit"
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/recvlimit"
 	"github.com/fetchd/fetchd/server"
 )
 
@@ -29,6 +30,7 @@ type config struct {
 	upstreamCAFile       string
 	drainTimeout         time.Duration
 	maxRecvMsgBytes      int
+	recvMemory           int64
 	maxConcurrentStreams uint
 	metricsListen        string
 	healthListen         string
@@ -76,7 +78,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&cfg.srv.MaxTimeout, "max-timeout", server.DefaultMaxTimeout, "longest timeout a job may ask for")
 	fs.Var(cfg.maxRedirects.bind(&cfg.srv.MaxRedirects, server.DefaultMaxRedirects), "max-redirects", "most redirects followed per job (0: none)")
 	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight jobs may take to finish before the server stops")
-	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 4<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request). gRPC holds a message's bytes as they arrive until it is whole, outside -job-memory: up to -max-concurrent-streams x this per connection")
+	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 4<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request). gRPC holds a message's bytes as they arrive until it is whole, outside -job-memory: -recv-memory bounds them")
+	fs.Int64Var(&cfg.recvMemory, "recv-memory", recvlimit.DefaultBudget, "budget of the request bytes gRPC holds in messages not yet whole, across all connections (counted after TLS as they arrive, before -job-memory sees them): when it is over, the connection holding the most is closed. At least -max-recv-msg-bytes")
 	fs.UintVar(&cfg.maxConcurrentStreams, "max-concurrent-streams", 100, "most concurrent gRPC streams per client connection (a client queues the streams beyond it)")
 	fs.StringVar(&cfg.srv.UserAgent, "user-agent", server.DefaultUserAgent, "User-Agent sent with jobs that set none")
 	fs.IntVar(&cfg.srv.StreamQueue, "stream-queue", 0, fmt.Sprintf("most jobs one stream may have read and not yet started (waiting for a busy or rate-limited host) (0: 16 x -stream-window, at least %d)", server.DefaultStreamQueue))
@@ -180,6 +183,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-retry-backoff must be positive and at most -max-retry-backoff; -max-retry-after must not be negative")
 	case cfg.maxRecvMsgBytes < 1:
 		return nil, fmt.Errorf("-max-recv-msg-bytes %d: must be at least 1", cfg.maxRecvMsgBytes)
+	case cfg.recvMemory < int64(cfg.maxRecvMsgBytes):
+		return nil, fmt.Errorf("-recv-memory %d cannot hold one message at -max-recv-msg-bytes %d: make it at least %d", cfg.recvMemory, cfg.maxRecvMsgBytes, cfg.maxRecvMsgBytes)
 	case cfg.maxConcurrentStreams < 1:
 		return nil, fmt.Errorf("-max-concurrent-streams %d: must be at least 1", cfg.maxConcurrentStreams)
 	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):

@@ -28,6 +28,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"drain-timeout", "FETCHD_DRAIN_TIMEOUT"},
 	{"max-recv-msg-bytes", "FETCHD_MAX_RECV_MSG_BYTES"},
 	{"max-concurrent-streams", "FETCHD_MAX_CONCURRENT_STREAMS"},
+	{"recv-memory", "FETCHD_RECV_MEMORY"},
 	{"log-format", "FETCHD_LOG_FORMAT"},
 	{"log-level", "FETCHD_LOG_LEVEL"},
 }
@@ -94,6 +95,7 @@ func TestBadConfig(t *testing.T) {
 		{"env bad CIDR", []string{"FETCHD_ALLOW_CIDR=10.0.0.0/33"}, nil, `FETCHD_ALLOW_CIDR="10.0.0.0/33"`},
 		{"zero receive limit", nil, []string{"-max-recv-msg-bytes", "0"}, "-max-recv-msg-bytes 0"},
 		{"env negative receive limit", []string{"FETCHD_MAX_RECV_MSG_BYTES=-1"}, nil, "-max-recv-msg-bytes -1"},
+		{"receive memory under one message", nil, []string{"-max-recv-msg-bytes", "8388608", "-recv-memory", "4194304"}, "-recv-memory 4194304 cannot hold one message at -max-recv-msg-bytes 8388608"},
 		{"negative streams", nil, []string{"-max-concurrent-streams", "-1"}, `invalid value "-1" for flag -max-concurrent-streams`},
 		{"unknown flag", nil, []string{"-nope"}, "flag provided but not defined: -nope"},
 		{"argument", nil, []string{"serve"}, `unexpected arguments: ["serve"]`},

@@ -22,15 +22,17 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/fetchd/fetchd/cmd/fetchd/internal/callerlimit"
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/recvlimit"
 	"github.com/fetchd/fetchd/cmd/fetchd/internal/tokenauth"
 )
 
-// grpcServerOptions assembles the gRPC server's options from cfg: TLS,
-// limits, keepalive, tracing, and the interceptor chain: metrics, logging,
+// grpcServerOptions assembles the gRPC server's options from cfg: TLS (or
+// plaintext) credentials whose connections -recv-memory watches, limits, keepalive, tracing, and the interceptor chain: metrics, logging,
 // auth and rate limit (all but health), and recovery last. The logging
 // interceptor logs to callLogger, the sampled logger of lines callers cause.
 func grpcServerOptions(cfg *config, logger, callLogger *slog.Logger, srvMetrics *grpcprom.ServerMetrics, tp trace.TracerProvider) ([]grpc.ServerOption, error) {
@@ -53,13 +55,22 @@ func grpcServerOptions(cfg *config, logger, callLogger *slog.Logger, srvMetrics 
 		// first to go to a new connection).
 		grpc.ConnectionTimeout(5 * time.Second),
 	}
+	// Every connection is watched, after TLS, for the request bytes gRPC
+	// holds in unfinished messages: -recv-memory across connections.
+	creds := insecure.NewCredentials()
 	if cfg.tlsCert != "" {
 		tc, err := serverTLS(cfg)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		creds = credentials.NewTLS(tc)
 	}
+	recv := recvlimit.New(recvlimit.Config{
+		Budget:     cfg.recvMemory,
+		MaxStreams: max(2*int(min(cfg.maxConcurrentStreams, 1<<20)), recvlimit.DefaultMaxStreams),
+		Logger:     callLogger,
+	})
+	opts = append(opts, grpc.Creds(recv.Credentials(creds)))
 	if tp != nil {
 		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(tp),
