@@ -31,8 +31,8 @@ import (
 // would swamp the figures; under -race they are skipped.
 
 // abuseBound is the peak RSS fetchd must stay under in every case: the
-// README's bound with the defaults (192 MiB of budgets, 128 MiB for the
-// rest, which the soft memory limit of 320 MiB holds) with room for what
+// README's bound with the defaults (256 MiB of budgets, 128 MiB for the
+// rest, which the soft memory limit of 384 MiB holds) with room for what
 // the runtime holds beyond the limit's accounting.
 const abuseBound = 400 << 20
 
