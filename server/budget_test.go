@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
@@ -124,4 +125,63 @@ func TestBatchDecodedLazily(t *testing.T) {
 		}
 	}
 	runtime.KeepAlive(s)
+}
+
+// TestBatchRequestMemory: a FetchBatch takes the most its request may be
+// from its caller's share of the request memory before reading it, so
+// that a caller's batches beyond its share wait unread rather than pile
+// up, another caller's batch is still served, and every byte comes back.
+func TestBatchRequestMemory(t *testing.T) {
+	up := testupstream.New(t)
+	const (
+		budget  = 16 << 20 // a caller's share: 8 MiB
+		maxRecv = 3 << 20  // each batch takes 3 MiB before it is read
+	)
+	s := New(WithAllowCIDRs(loopback), WithLogger(quiet), WithDedup(false), WithCaller(metadataCaller),
+		WithHostConcurrency(-1), func(c *Config) { c.RequestMemory, c.MaxRecvMsgBytes = budget, maxRecv })
+	conn := serveConnWith(t, s, []grpc.ServerOption{grpc.MaxRecvMsgSize(maxRecv)}, nil)
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(testctx.New(t), "caller", "a"))
+	defer cancel()
+	// Five batches of one hanging job each, padded to 2 MiB with an
+	// unknown field: each keeps 2 MiB once read, and the next needs 3 MiB
+	// free, so the share lets three in at most; the others wait unread.
+	errs := make(chan error, 5)
+	for i := range 5 {
+		raw, err := proto.Marshal(&fetchv1.FetchBatchRequest{Jobs: []*fetchv1.FetchRequest{{Url: fmt.Sprintf("%s/?hang=1&batch=%d", up.URL, i)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = protowire.AppendBytes(protowire.AppendTag(raw, 99, protowire.BytesType), make([]byte, 2<<20))
+		go func() {
+			cs, err := conn.NewStream(ctx, &grpc.StreamDesc{StreamName: "FetchBatch", ServerStreams: true},
+				"/fetch.v1.FetchService/FetchBatch", grpc.ForceCodec(rawCodec{}))
+			if err == nil {
+				err = cs.SendMsg(raw)
+			}
+			if err == nil {
+				cs.CloseSend()
+				err = cs.RecvMsg(new(fetchv1.FetchBatchResponse))
+			}
+			errs <- err
+		}()
+	}
+	testctx.WaitFor(t, 10*time.Second, "batches started upstream", func() bool { return up.InFlight() >= 2 })
+	time.Sleep(300 * time.Millisecond) // would let more in, were the share not held
+	if n := up.InFlight(); n > 3 {
+		t.Errorf("%d of caller a's 2 MiB batches started with an 8 MiB share; want at most 3", n)
+	}
+	// Another caller is not held up.
+	other := metadata.AppendToOutgoingContext(testctx.New(t), "caller", "b")
+	stream, err := fetchv1.NewFetchServiceClient(conn).FetchBatch(other, &fetchv1.FetchBatchRequest{Jobs: []*fetchv1.FetchRequest{{Url: up.URL + "/?size=2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stream.Recv(); err != nil || r.GetResult().GetStatusCode() != 200 {
+		t.Errorf("caller b's batch = %v, %v; want 200", r, err)
+	}
+	cancel()
+	for range 5 {
+		<-errs
+	}
+	testctx.WaitFor(t, 10*time.Second, "every byte of request memory back", s.reqs.full)
 }

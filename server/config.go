@@ -31,6 +31,8 @@ const (
 	DefaultMaxStreamBodyBytes     = 1 << 30
 	DefaultBodyMemory             = 128 << 20
 	DefaultJobMemory              = 64 << 20
+	DefaultRequestMemory          = 64 << 20
+	DefaultMaxRecvMsgBytes        = 4 << 20
 	MinChunkBytes                 = 16 << 10 // the least chunk a stream may ask for (chunk_bytes)
 	DefaultTimeout                = 30 * time.Second
 	DefaultMaxTimeout             = 5 * time.Minute
@@ -89,6 +91,19 @@ type Config struct {
 	// another caller fetched the same URL at the same time. Default false:
 	// dedup stays within each caller.
 	DedupAcrossCallers bool
+	// RequestMemory is the budget of the FetchBatch requests held by their
+	// calls (each is one message, held while its jobs are read from it).
+	// A FetchBatch takes MaxRecvMsgBytes of its caller's share before its
+	// request is read, and keeps the request's size of it until the call
+	// ends: a caller's batches beyond its share (half) wait unread, and
+	// HTTP/2 flow control holds them. Default [DefaultRequestMemory]
+	// (64 MiB); at least MaxRecvMsgBytes.
+	RequestMemory int64
+	// MaxRecvMsgBytes is the receive limit of the gRPC server the Server
+	// is registered on (grpc.MaxRecvMsgSize): what a FetchBatch takes of
+	// RequestMemory before its request is read. Default
+	// [DefaultMaxRecvMsgBytes] (4 MiB, grpc-go's default).
+	MaxRecvMsgBytes int64
 	// Caller names the caller of a stream from the stream's context: jobs
 	// of callers with different names never share a fetch unless
 	// DedupAcrossCallers, and each caller holds at most its share of
@@ -250,6 +265,8 @@ type options struct {
 	maxStreamBytes   int64
 	bodyMemory       int64
 	jobMemory        int64
+	requestMemory    int64
+	maxRecvMsgBytes  int64
 	defaultTimeout   time.Duration
 	maxTimeout       time.Duration
 	hostConcurrency  int     // 0: no cap
@@ -297,6 +314,8 @@ func (c *Config) resolve() (options, error) {
 	o.streamQueue = orDefault(c.StreamQueue, max(DefaultStreamQueue, 16*o.streamWindow))
 	o.bodyMemory = orDefault(c.BodyMemory, max(DefaultBodyMemory, 2*(o.maxBodyBytes+1)))
 	o.jobMemory = orDefault(c.JobMemory, DefaultJobMemory)
+	o.maxRecvMsgBytes = orDefault(c.MaxRecvMsgBytes, DefaultMaxRecvMsgBytes)
+	o.requestMemory = orDefault(c.RequestMemory, max(DefaultRequestMemory, o.maxRecvMsgBytes))
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
@@ -308,6 +327,8 @@ func (c *Config) resolve() (options, error) {
 		return options{}, fmt.Errorf("%w: DefaultTimeout %v is over MaxTimeout %v", ErrConfig, o.defaultTimeout, o.maxTimeout)
 	case o.retryAttempts > o.maxRetryAttempts:
 		return options{}, fmt.Errorf("%w: RetryAttempts %d is over MaxRetryAttempts %d", ErrConfig, o.retryAttempts, o.maxRetryAttempts)
+	case o.requestMemory < o.maxRecvMsgBytes:
+		return options{}, fmt.Errorf("%w: RequestMemory %d cannot hold one request at MaxRecvMsgBytes %d", ErrConfig, o.requestMemory, o.maxRecvMsgBytes)
 	case o.bodyMemory <= o.maxBodyBytes:
 		return options{}, fmt.Errorf("%w: BodyMemory %d cannot hold one body at MaxBodyBytes %d; make it at least %d", ErrConfig, o.bodyMemory, o.maxBodyBytes, o.maxBodyBytes+1)
 	}
@@ -334,6 +355,8 @@ func (c *Config) validate() error {
 		{"MaxStreamBodyBytes", c.MaxStreamBodyBytes < 0},
 		{"BodyMemory", c.BodyMemory < 0},
 		{"JobMemory", c.JobMemory < 0},
+		{"RequestMemory", c.RequestMemory < 0},
+		{"MaxRecvMsgBytes", c.MaxRecvMsgBytes < 0},
 		{"DefaultTimeout", c.DefaultTimeout < 0},
 		{"MaxTimeout", c.MaxTimeout < 0},
 		{"MaxResponseHeaderBytes", c.MaxResponseHeaderBytes < 0},

@@ -32,6 +32,7 @@ type Server struct {
 	pool    *semaphore.Weighted // the global worker pool; FIFO
 	bodies  *budget             // body memory, in bytes ([Config.BodyMemory])
 	jobs    *budget             // job memory, in bytes ([Config.JobMemory])
+	reqs    *budget             // FetchBatch requests held, in bytes ([Config.RequestMemory])
 	fetcher *fetcher.Fetcher
 	log     *slog.Logger
 	metrics *metrics
@@ -103,6 +104,7 @@ func NewFromConfig(cfg Config) (*Server, error) {
 		pool:     semaphore.NewWeighted(int64(o.concurrency)),
 		bodies:   newBudget(o.bodyMemory, max(o.bodyMemory/2, o.maxBodyBytes+1)),
 		jobs:     newBudget(o.jobMemory, o.jobMemory/2),
+		reqs:     newBudget(o.requestMemory, max(o.requestMemory/2, o.maxRecvMsgBytes)),
 		fetcher:  fetcher.New(cfg.fetcherConfig(o.concurrency, policy)),
 		log:      o.logger,
 		metrics:  m,
@@ -159,15 +161,34 @@ func fetchHandler(srv any, stream grpc.ServerStream) error {
 }
 
 func fetchBatchHandler(srv any, stream grpc.ServerStream) error {
+	s := srv.(*Server)
+	// The request is one message, held for the whole call (its jobs are
+	// decoded from it as they are read). It is taken from the caller's
+	// share of the request memory before it is read, so that a caller's
+	// many batches at once wait unread rather than pile up. The request
+	// budget is its own: a batch holding it never waits for job memory
+	// from the same one.
+	rm := s.reqs.caller(s.opts.caller(stream.Context()))
+	defer rm.done()
+	held := s.opts.maxRecvMsgBytes
+	if err := rm.Acquire(stream.Context(), held); err != nil {
+		return status.FromContextError(err).Err()
+	}
 	raw := rawMessage()
-	if err := stream.RecvMsg(raw); err != nil {
+	err := stream.RecvMsg(raw)
+	if n := int64(len(rawBytes(raw))); err == nil && n < held {
+		rm.Release(held - n) // keep what the request holds
+		held = n
+	}
+	defer rm.Release(held)
+	if err != nil {
 		return err
 	}
 	jobs, opts, err := decodeBatch(rawBytes(raw))
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "FetchBatch: %v", err)
 	}
-	return srv.(*Server).fetchBatch(jobs, opts, stream)
+	return s.fetchBatch(jobs, opts, stream)
 }
 
 // Concurrency returns the size of the worker pool.
@@ -180,6 +201,10 @@ func (s *Server) BodyMemory() int64 { return s.opts.bodyMemory }
 // JobMemory returns the job memory budget in bytes ([Config.JobMemory],
 // resolved).
 func (s *Server) JobMemory() int64 { return s.opts.jobMemory }
+
+// RequestMemory returns the FetchBatch request budget in bytes
+// ([Config.RequestMemory], resolved).
+func (s *Server) RequestMemory() int64 { return s.opts.requestMemory }
 
 // Drain makes every stream, current and future, stop reading jobs, fetch
 // and answer every job it has read (started or queued), and end: with OK if

@@ -77,6 +77,25 @@ var abuseCases = []abuseCase{
 			return &fetchv1.FetchRequest{Url: fmt.Sprintf("%s/?size=3145728&i=%d", up, i)}
 		})
 	}},
+	{"20 FetchBatch calls at once of 4 MiB each to a hanging upstream", nil, func(ctx context.Context, t *testing.T, conn *grpc.ClientConn, _ string) {
+		hang := testupstream.StartRaw(t, func(_ net.Conn, done <-chan struct{}) { <-done })
+		batch := &fetchv1.FetchBatchRequest{}
+		for i := 0; proto.Size(batch) < 4<<20-64<<10; i++ {
+			for range 1000 {
+				batch.Jobs = append(batch.Jobs, &fetchv1.FetchRequest{Url: "http://" + hang.Addr + "/" + strconv.Itoa(i)})
+			}
+		}
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				stream, err := fetchv1.NewFetchServiceClient(conn).FetchBatch(ctx, batch)
+				if err == nil {
+					stream.Recv() // nothing comes: the jobs hang
+				}
+			})
+		}
+		wg.Wait()
+	}},
 	{"one FetchBatch of 500,000 jobs (15.6 MiB) to a hanging upstream", []string{"-max-recv-msg-bytes", "16777216"}, func(ctx context.Context, t *testing.T, conn *grpc.ClientConn, _ string) {
 		// Short URLs, so that the batch fits -max-recv-msg-bytes: an
 		// upstream that never answers anything.

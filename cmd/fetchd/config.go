@@ -79,6 +79,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(cfg.maxRedirects.bind(&cfg.srv.MaxRedirects, server.DefaultMaxRedirects), "max-redirects", "most redirects followed per job (0: none)")
 	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight jobs may take to finish before the server stops")
 	fs.IntVar(&cfg.maxRecvMsgBytes, "max-recv-msg-bytes", 4<<20, "largest gRPC request message accepted (a job, or a whole FetchBatch request). gRPC holds a message's bytes as they arrive until it is whole, outside -job-memory: -recv-memory bounds them")
+	fs.Int64Var(&cfg.srv.RequestMemory, "batch-memory", server.DefaultRequestMemory, "budget of the FetchBatch requests held by their calls (each is one message, up to -max-recv-msg-bytes, held while its jobs are read from it): a batch takes -max-recv-msg-bytes of its caller's half before its request is read, so a caller's batches beyond it wait unread. At least -max-recv-msg-bytes")
 	fs.Int64Var(&cfg.recvMemory, "recv-memory", recvlimit.DefaultBudget, "budget of the request bytes gRPC holds in messages not yet whole, across all connections (counted after TLS as they arrive, before -job-memory sees them): when it is over, the connection holding the most is closed. At least -max-recv-msg-bytes")
 	fs.UintVar(&cfg.maxConcurrentStreams, "max-concurrent-streams", 100, "most concurrent gRPC streams per client connection (a client queues the streams beyond it)")
 	fs.StringVar(&cfg.srv.UserAgent, "user-agent", server.DefaultUserAgent, "User-Agent sent with jobs that set none")
@@ -183,6 +184,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-retry-backoff must be positive and at most -max-retry-backoff; -max-retry-after must not be negative")
 	case cfg.maxRecvMsgBytes < 1:
 		return nil, fmt.Errorf("-max-recv-msg-bytes %d: must be at least 1", cfg.maxRecvMsgBytes)
+	case cfg.srv.RequestMemory < int64(cfg.maxRecvMsgBytes):
+		return nil, fmt.Errorf("-batch-memory %d cannot hold one request at -max-recv-msg-bytes %d: make it at least %d", cfg.srv.RequestMemory, cfg.maxRecvMsgBytes, cfg.maxRecvMsgBytes)
 	case cfg.recvMemory < int64(cfg.maxRecvMsgBytes):
 		return nil, fmt.Errorf("-recv-memory %d cannot hold one message at -max-recv-msg-bytes %d: make it at least %d", cfg.recvMemory, cfg.maxRecvMsgBytes, cfg.maxRecvMsgBytes)
 	case cfg.maxConcurrentStreams < 1:
@@ -228,6 +231,7 @@ func (c *config) serverConfig(logger *slog.Logger) (server.Config, error) {
 	// A caller is its token identity when auth is on, else its IP, as
 	// for -rate-limit: dedup stays within it.
 	sc.Caller = callerlimit.Key
+	sc.MaxRecvMsgBytes = int64(c.maxRecvMsgBytes) // what a FetchBatch takes of -batch-memory before it is read
 	if c.upstreamCAFile != "" {
 		pool, err := server.LoadRootCAs(c.upstreamCAFile)
 		if err != nil {

@@ -10,9 +10,9 @@ import (
 const memLimitBase = 128 << 20
 
 // setMemoryLimit sets the Go runtime's soft memory limit, unless GOMEMLIMIT
-// sets one, to the body, job and receive memory budgets plus
-// memLimitBase: the heap's live bodies, jobs and unfinished request
-// messages are bounded by the budgets, and the limit makes the collector run
+// sets one, to the body, job, batch and receive memory budgets plus
+// memLimitBase: the heap's live bodies, jobs, FetchBatch requests and
+// unfinished request messages are bounded by the budgets, and the limit makes the collector run
 // before their garbage multiplies it (with GOGC's default alone, 200
 // unread 3 MiB bodies took fetchd's RSS to 6 x the budget; with the limit,
 // 2 x, at the same throughput). A live heap over the limit (a caller

@@ -18,7 +18,7 @@ func TestSetMemoryLimit(t *testing.T) {
 		budgets int64
 		want    int64
 	}{
-		{"default budgets", "", 128<<20 + 64<<20 + 64<<20, 384 << 20},
+		{"default budgets", "", 128<<20 + 3*64<<20, 448 << 20},
 		{"larger budgets", "", 1 << 30, 1<<30 + memLimitBase},
 		{"GOMEMLIMIT set: left alone", "900MiB", 192 << 20, before},
 	}
