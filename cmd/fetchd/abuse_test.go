@@ -31,9 +31,9 @@ import (
 // would swamp the figures; under -race they are skipped.
 
 // abuseBound is the peak RSS fetchd must stay under in every case: the
-// README's bound with the defaults (256 MiB of budgets, 128 MiB for the
-// rest, which the soft memory limit of 384 MiB holds) with room for what
-// the runtime holds beyond the limit's accounting.
+// README's bound with the defaults (320 MiB of budgets and first 64 KiBs,
+// under the soft memory limit of 256 MiB the collector works harder) with
+// room for what the runtime holds beyond the limit's accounting.
 const abuseBound = 400 << 20
 
 // abuseCase is one attack: it runs until ctx ends, against fetchd with

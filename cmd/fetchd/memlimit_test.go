@@ -13,14 +13,14 @@ import (
 func TestSetMemoryLimit(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	tests := []struct {
-		name    string
-		env     string
-		budgets int64
-		want    int64
+		name       string
+		env        string
+		bodyMemory int64
+		want       int64
 	}{
-		{"default budgets", "", 128<<20 + 3*64<<20, 448 << 20},
-		{"larger budgets", "", 1 << 30, 1<<30 + memLimitBase},
-		{"GOMEMLIMIT set: left alone", "900MiB", 192 << 20, before},
+		{"default budget", "", 128 << 20, 256 << 20},
+		{"larger budget", "", 1 << 30, 1<<30 + memLimitBase},
+		{"GOMEMLIMIT set: left alone", "900MiB", 128 << 20, before},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -30,7 +30,7 @@ func TestSetMemoryLimit(t *testing.T) {
 				}
 				return ""
 			}
-			got, restore := setMemoryLimit(getenv, tt.budgets, slog.New(slog.DiscardHandler))
+			got, restore := setMemoryLimit(getenv, tt.bodyMemory, slog.New(slog.DiscardHandler))
 			if now := debug.SetMemoryLimit(-1); got != tt.want || now != tt.want {
 				t.Errorf("setMemoryLimit = %d, runtime's limit %d; want %d", got, now, tt.want)
 			}

@@ -98,7 +98,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		return err
 	}
 	defer fs.Close()
-	memLimit, restore := setMemoryLimit(getenv, fs.BodyMemory()+fs.JobMemory()+fs.RequestMemory()+cfg.recvMemory, logger)
+	memLimit, restore := setMemoryLimit(getenv, fs.BodyMemory(), logger)
 	defer restore()
 
 	gs := grpc.NewServer(grpcOpts...)
