@@ -53,11 +53,20 @@ fuzzshort: ## Run every fuzz target for 3s.
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 .PHONY: fuzz
+# A failing input fails at once, with the fuzzer's output (the input is written
+# to the package's testdata/fuzz, where plain go test runs it from then on). A
+# run that fails without one (the fuzzing engine itself, such as a worker lost
+# on a loaded machine) is shown and run once more.
 fuzz: ## Run every fuzz target for FUZZTIME (default 60s each).
-	@for pkg in $(FUZZ_PKGS); do \
+	@out=$$(mktemp) && trap 'rm -f "$$out"' EXIT && \
+	for pkg in $(FUZZ_PKGS); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg >/dev/null || exit 1; \
+			if ! $(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg >"$$out" 2>&1; then \
+				if grep -q 'Failing input written to' "$$out"; then cat "$$out"; exit 1; fi; \
+				echo "fuzz $$pkg $$f failed without a failing input; once more:"; tail -n 20 "$$out"; \
+				$(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg >"$$out" 2>&1 || { cat "$$out"; exit 1; }; \
+			fi; \
 		done; \
 	done
 
