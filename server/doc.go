@@ -109,7 +109,8 @@ package server
 // Where the code is, by role:
 //
 //	server.go    the Server: New, NewFromConfig, Register, Drain, Close, the RPC handlers
-//	config.go    Config: every setting once, with its default and validation
+//	config.go    Config: every setting once, with its default
+//	resolve.go   a Config validated and resolved into the options streams read
 //	options.go   the With... options, thin wrappers of Config's fields
 //	decode.go    job messages decoded one by one, a bad string a per-job error
 //	stream.go    one stream's lifecycle: serve (the sender), drain, end, deliver
