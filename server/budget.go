@@ -39,16 +39,6 @@ func (b *budget) caller(key string) *callerBudget {
 	return c
 }
 
-// full reports whether none of the budget is lent out: every byte taken has
-// been given back. For tests.
-func (b *budget) full() bool {
-	if !b.total.TryAcquire(b.size) {
-		return false
-	}
-	b.total.Release(b.size)
-	return true
-}
-
 // callerBudget is one caller's share of a budget. It implements
 // [fetcher.Memory]: an Acquire takes from the caller's share, then from the
 // budget, each in one step, in that order on every path, so that no cycle

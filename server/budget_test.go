@@ -19,6 +19,16 @@ import (
 	"github.com/fetchd/fetchd/internal/testupstream"
 )
 
+// full reports whether none of b is lent out: every byte taken has been
+// given back.
+func (b *budget) full() bool {
+	if !b.total.TryAcquire(b.size) {
+		return false
+	}
+	b.total.Release(b.size)
+	return true
+}
+
 // metadataCaller names a test's callers by their "caller" metadata.
 func metadataCaller(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)

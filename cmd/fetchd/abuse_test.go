@@ -253,31 +253,7 @@ func TestRecvMemoryLegitimateCallers(t *testing.T) {
 		t.Errorf("FetchBatch of %d jobs got %d results", len(batch.Jobs), got)
 	}
 
-	stream, err := fc.Fetch(ctx)
-	if err != nil {
-		t.Fatalf("Fetch: %v", err)
-	}
-	const jobs = 3000
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for range jobs {
-			if err := stream.Send(&fetchv1.FetchRequest{Url: u}); err != nil {
-				t.Errorf("Send: %v", err)
-				return
-			}
-		}
-		stream.CloseSend()
-	})
-	got = 0
-	for ; ; got++ {
-		if _, err := stream.Recv(); err != nil {
-			break
-		}
-	}
-	wg.Wait()
-	if got != jobs {
-		t.Errorf("one stream of %d jobs got %d results", jobs, got)
-	}
+	fetchMany(ctx, t, fc, u, 3000)
 	if log := r.log.String(); strings.Contains(log, "connection closed") {
 		t.Errorf("fetchd closed a legitimate caller's connection:\n%s", log)
 	}

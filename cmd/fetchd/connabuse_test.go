@@ -177,36 +177,12 @@ func TestFastCallersNotAbusive(t *testing.T) {
 	conn := dial(t, r.addr)
 	fc := fetchv1.NewFetchServiceClient(conn)
 
-	// Thousands of jobs on one stream.
-	stream, err := fc.Fetch(ctx)
-	if err != nil {
-		t.Fatalf("Fetch: %v", err)
-	}
-	const jobs = 3000
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for range jobs {
-			if err := stream.Send(&fetchv1.FetchRequest{Url: u}); err != nil {
-				t.Errorf("Send: %v", err)
-				return
-			}
-		}
-		stream.CloseSend()
-	})
-	got := 0
-	for ; ; got++ {
-		if _, err := stream.Recv(); err != nil {
-			break
-		}
-	}
-	wg.Wait()
-	if got != jobs {
-		t.Errorf("one stream of %d jobs got %d results", jobs, got)
-	}
+	fetchMany(ctx, t, fc, u, 3000)
 
 	// Many short FetchBatch calls, 8 at a time, and every 50th stream
 	// cancelled by the caller.
 	const calls = 2000
+	var wg sync.WaitGroup
 	var mu sync.Mutex // guards failed
 	failed := 0
 	sem := make(chan struct{}, 8)
@@ -275,5 +251,35 @@ func TestCallLogSampled(t *testing.T) {
 	}
 	if !strings.Contains(log, `msg="suppressed log lines" like="finished call"`) {
 		t.Errorf("log lacks the count of suppressed lines")
+	}
+}
+
+// fetchMany sends jobs GETs of u on one Fetch stream of fc as fast as it
+// can, half-closes, and checks that each got its result.
+func fetchMany(ctx context.Context, t *testing.T, fc fetchv1.FetchServiceClient, u string, jobs int) {
+	t.Helper()
+	stream, err := fc.Fetch(ctx)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range jobs {
+			if err := stream.Send(&fetchv1.FetchRequest{Url: u}); err != nil {
+				t.Errorf("Send: %v", err)
+				return
+			}
+		}
+		stream.CloseSend()
+	})
+	got := 0
+	for ; ; got++ {
+		if _, err := stream.Recv(); err != nil {
+			break
+		}
+	}
+	wg.Wait()
+	if got != jobs {
+		t.Errorf("one stream of %d jobs got %d results", jobs, got)
 	}
 }
