@@ -17,14 +17,15 @@ import (
 	"github.com/fetchd/fetchd/internal/retry"
 )
 
-// serveBackend keeps a stream open to b while the call has work, reopening
-// it with backoff when it breaks, until the retry budget is spent. A
-// backend whose first stream of the call does not open is given up at once.
-func (cl *call) serveBackend(ctx context.Context, b backend) {
+// serveBackend keeps a stream open to b while the call has jobs for it
+// (m, in the router), reopening it with backoff when it breaks, until the
+// retry budget is spent. A backend whose first stream of the call does not
+// open is given up at once. While its stream is broken its hosts go to the
+// other backends.
+func (cl *call) serveBackend(ctx context.Context, b backend, m *member) {
 	failures := 0
-	var first []uint64
-	inputOpen := true
 	reached := false
+	idle := false // the last stream ended with every job answered
 	// A connection failing since an earlier call would fail a stream at
 	// once with that call's error: make gRPC try again now, and give it
 	// the connect timeout to succeed.
@@ -35,21 +36,15 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 	backoff := retry.Policy{Base: cl.opts.backoffBase, Max: cl.opts.backoffMax}
 	start := time.Now()
 	for ctx.Err() == nil {
-		if !inputOpen && len(first) == 0 {
-			// The input is exhausted: only resubmitted jobs are left.
-			select {
-			case idx := <-cl.retry:
-				first = append(first, idx)
-			case <-ctx.Done():
-				return
-			}
+		if idle && !cl.waitWork(ctx, m) {
+			return
 		}
-		opened, progress, closed, err := cl.stream(ctx, b, first, waitReady && !reached)
-		first = nil
+		if m.isRemoved(cl.router) {
+			return
+		}
+		opened, progress, err := cl.stream(ctx, b, m, waitReady && !reached)
 		reached = reached || opened
-		if closed {
-			inputOpen = false
-		}
+		idle = err == nil
 		if err == nil {
 			failures = 0
 			continue
@@ -62,15 +57,19 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 			if d := cl.opts.connectTimeout; time.Since(start) >= d {
 				err = fmt.Errorf("no answer within the %v connect timeout: %w", d, err)
 			}
-			cl.giveUp(giveUp{addr: b.addr, err: err})
+			cl.drop(m, giveUp{addr: b.addr, err: err})
 			return
 		}
+		if m.isRemoved(cl.router) {
+			return // its jobs went to the others
+		}
+		cl.resolveNow()
 		if progress {
 			failures = 0
 		}
 		failures++
 		if failures >= cl.opts.retryBudget || permanent(err) {
-			cl.giveUp(giveUp{addr: b.addr, reached: true,
+			cl.drop(m, giveUp{addr: b.addr, reached: true,
 				err: fmt.Errorf("%w: %s: %d attempts failed, last: %w", ErrUnavailable, b.addr, failures, err)})
 			return
 		}
@@ -80,13 +79,26 @@ func (cl *call) serveBackend(ctx context.Context, b backend) {
 	}
 }
 
-// stream runs one stream to b: a sender goroutine sends first, then
-// resubmitted and new jobs; this goroutine receives. It reports whether the
-// stream opened, whether any result arrived, whether the sender saw the end
-// of the input, and why the stream ended (nil when it ended OK after every
-// job was answered). With waitReady it waits up to the connect timeout for
-// the connection to be ready, instead of failing while it is not.
-func (cl *call) stream(ctx context.Context, b backend, first []uint64, waitReady bool) (opened, progress, inputClosed bool, err error) {
+// waitWork waits until the router has jobs for m or removed it; false
+// means ctx ended.
+func (cl *call) waitWork(ctx context.Context, m *member) bool {
+	for !cl.router.hasWork(m) {
+		select {
+		case <-m.wake:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// stream runs one stream to b: a sender goroutine sends m's jobs as the
+// router hands them out; this goroutine receives. It reports whether the
+// stream opened, whether any result arrived, and why the stream ended (nil
+// when it ended OK after every job was answered). With waitReady it waits
+// up to the connect timeout for the connection to be ready, instead of
+// failing while it is not.
+func (cl *call) stream(ctx context.Context, b backend, m *member, waitReady bool) (opened, progress bool, err error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var st fetchv1.FetchService_FetchClient
@@ -102,16 +114,17 @@ func (cl *call) stream(ctx context.Context, b backend, first []uint64, waitReady
 		st, err = b.svc.Fetch(sctx)
 	}
 	if err != nil {
-		for _, idx := range first {
-			cl.retry <- idx // never sent; room for the whole window
-		}
-		return false, false, false, err
+		return false, false, err
 	}
 	opened = true
 	cl.opened()
+	cl.router.setRoutable(m, true)
 	sent := &sentJobs{local: make(map[uint64]uint64)}
-	sendDone := make(chan bool, 1)
-	go func() { sendDone <- cl.send(sctx, st, sent, first) }()
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		cl.send(sctx, st, sent, m)
+	}()
 
 	bs := newBodies(cl.opts)
 	for {
@@ -130,20 +143,22 @@ func (cl *call) stream(ctx context.Context, b backend, first []uint64, waitReady
 		progress = true
 	}
 	cancel(nil)
-	inputClosed = <-sendDone
+	<-sendDone
 	bs.abortAll() // before the jobs can be resubmitted, to new writers
 	if errors.Is(err, ErrBodyWriter) {
-		return opened, progress, inputClosed, err
+		return opened, progress, err
 	}
 	if errors.Is(err, io.EOF) && sent.empty() {
-		return opened, progress, inputClosed, nil
+		return opened, progress, nil
 	}
 	if errors.Is(err, io.EOF) {
 		err = fmt.Errorf("%s ended the stream with %d jobs unanswered", b.addr, len(sent.local))
 	}
+	// Its hosts move to the other backends while it is down.
+	cl.router.setRoutable(m, false)
 	unstarted := slices.Contains(st.Trailer().Get(retry.TrailerUnstarted), "true")
 	cl.requeue(sent.unanswered(), unstarted)
-	return opened, progress, inputClosed, err
+	return opened, progress, err
 }
 
 // receive takes one message of a stream: a chunk of a job's body, or a
@@ -180,4 +195,12 @@ func permanent(err error) bool {
 		return true
 	}
 	return false
+}
+
+// resolveNow asks the target's resolver, if any, to look the backends up
+// again: one of them failed.
+func (cl *call) resolveNow() {
+	if cl.members != nil {
+		cl.members.resolveNow()
+	}
 }

@@ -54,17 +54,20 @@ func Chan(ch <-chan *Job) iter.Seq[*Job] {
 //
 //   - the caller's goroutine runs [Client.run] and the emitter (this file):
 //     it yields results and ends the call;
-//   - the feeder takes jobs from the input (feed.go);
+//   - the feeder takes jobs from the input and queues them in the router
+//     (feed.go, router.go);
 //   - one goroutine per backend keeps a stream open to it and receives its
-//     results (backend.go), with a sender per stream (send.go);
+//     results (backend.go), with a sender per stream (send.go) that takes
+//     the backend's jobs from the router;
 //   - any of them answers, counts and requeues jobs in the pending table
 //     (pending.go), and gives backends up (connect.go), under mu.
 type call struct {
-	opts *options
+	c       *Client
+	opts    *options
+	members *members // the target's resolution, when it has one
 
 	window    chan struct{} // a token per job taken from the input and not yet yielded
-	fresh     chan uint64   // new jobs, from the feeder to the senders; closed at end of input
-	retry     chan uint64   // jobs to resubmit; room for the whole window
+	router    *router       // which backend sends each job taken, and when
 	out       chan *Result  // results for the consumer; room for the whole window
 	inputDone chan struct{} // closed when the input is exhausted
 	failed    chan struct{} // closed when every backend is given up
@@ -73,10 +76,11 @@ type call struct {
 
 	mu        sync.Mutex // guards the fields below
 	pending   map[uint64]*pendingJob
-	taken     uint64 // jobs taken from the input
-	exhausted bool   // the input was read to its end
-	live      int    // backends not given up
-	anyOpened bool   // reached is closed
+	taken     uint64             // jobs taken from the input
+	exhausted bool               // the input was read to its end
+	live      int                // backends not given up
+	backends  map[string]*member // by address: every backend the call has had, until it leaves the resolution
+	anyOpened bool               // reached is closed
 	giveUps   []giveUp
 	err       error // why the call failed
 	writeErr  error // set once, with broken closed: the body writer's failure; no result is delivered after it
@@ -88,38 +92,44 @@ type call struct {
 func (c *Client) run(ctx context.Context, jobs iter.Seq[*Job], ordered bool, yield func(*Result, error) bool) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	backends, release, err := c.backends(ctx)
+	addrs, changed, err := c.addrs(ctx)
 	if err != nil {
 		yield(nil, err)
 		return
 	}
-	defer release() // after the goroutines below are done
 	var wg sync.WaitGroup
 	defer func() {
 		cancel()
 		wg.Wait()
 	}()
-	if len(backends) == 0 {
+	if len(addrs) == 0 {
 		yield(nil, fmt.Errorf("%w: the target names none", ErrUnavailable))
 		return
 	}
 	w := c.opts.window
 	cl := &call{
+		c:         c,
 		opts:      &c.opts,
 		window:    make(chan struct{}, w),
-		fresh:     make(chan uint64),
-		retry:     make(chan uint64, w),
+		router:    newRouter(!c.opts.spread),
 		out:       make(chan *Result, w),
 		inputDone: make(chan struct{}),
 		failed:    make(chan struct{}),
 		reached:   make(chan struct{}),
 		broken:    make(chan struct{}),
 		pending:   make(map[uint64]*pendingJob, w),
-		live:      len(backends),
+		backends:  make(map[string]*member, len(addrs)),
+	}
+	for _, a := range addrs {
+		if err := cl.addBackend(ctx, &wg, a); err != nil {
+			yield(nil, err)
+			return
+		}
 	}
 	wg.Go(func() { cl.feed(ctx, jobs) })
-	for _, b := range backends {
-		wg.Go(func() { cl.serveBackend(ctx, b) })
+	if c.members != nil {
+		cl.members = c.members
+		wg.Go(func() { cl.follow(ctx, &wg, changed) })
 	}
 
 	em := emitter{yield: yield, ordered: ordered, window: cl.window}

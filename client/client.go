@@ -47,10 +47,8 @@ const targetForms = "want host:port, a comma-separated list of them, or dns:///h
 type Client struct {
 	opts     options
 	dialOpts []grpc.DialOption
-	static   []string // backend addresses, unless dnsHost is set
-	dnsHost  string   // for a dns:/// target: the name resolved on each call
-	dnsPort  string
-	resolve  func(ctx context.Context) ([]string, error) // for a dns:/// target: lookup, or a test's
+	static   []string // backend addresses, unless members is set
+	members  *members // for a dns:/// or WithResolver target: the backends, followed live
 
 	mu      sync.Mutex             // guards conns, retired and closed
 	conns   map[string]*pooledConn // by address: the static ones, or the last resolution's
@@ -114,13 +112,13 @@ func New(target string, opts ...Option) (*Client, error) {
 	switch {
 	case target == "":
 		return nil, errors.New("client: empty target")
+	case o.resolver != nil && strings.HasPrefix(target, o.resolver.Scheme()+":"):
+		c.members = newMembers(target, o.resolver, c.resolved)
 	case strings.HasPrefix(target, "dns:///"):
-		host, port, err := splitHostPort(strings.TrimPrefix(target, "dns:///"))
-		if err != nil {
+		if _, _, err := splitHostPort(strings.TrimPrefix(target, "dns:///")); err != nil {
 			return nil, fmt.Errorf("%w %q: %w; %s", ErrBadTarget, target, err, targetForms)
 		}
-		c.dnsHost, c.dnsPort = host, port
-		c.resolve = c.lookup
+		c.members = newMembers(target, resolver.Get("dns"), c.resolved)
 	default:
 		for _, a := range strings.Split(target, ",") {
 			if a = strings.TrimSpace(a); a == "" {
@@ -171,6 +169,9 @@ func splitHostPort(addr string) (host, port string, err error) {
 
 // Close closes every connection. Calls in progress fail.
 func (c *Client) Close() error {
+	if c.members != nil {
+		c.members.close() // first: its resolver may report, taking c.mu
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
@@ -184,19 +185,6 @@ func (c *Client) Close() error {
 		delete(c.retired, pc)
 	}
 	return errors.Join(errs...)
-}
-
-// lookup resolves the dns:/// target's name to the addresses of its backends.
-func (c *Client) lookup(ctx context.Context) ([]string, error) {
-	ips, err := net.DefaultResolver.LookupHost(ctx, c.dnsHost)
-	if err != nil {
-		return nil, fmt.Errorf("client: resolve %s: %w", c.dnsHost, err)
-	}
-	addrs := make([]string, len(ips))
-	for i, ip := range ips {
-		addrs[i] = net.JoinHostPort(ip, c.dnsPort)
-	}
-	return addrs, nil
 }
 
 // bearerToken sends a bearer token on every call, over TLS unless the

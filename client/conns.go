@@ -20,53 +20,52 @@ type pooledConn struct {
 // backend is one fetchd replica.
 type backend struct {
 	addr string
+	pc   *pooledConn
 	cc   *grpc.ClientConn
 	svc  fetchv1.FetchServiceClient
 }
 
-// backends returns the backends for a new call, resolving a dns:/// target
-// anew, and a release func the call must call once it no longer uses
-// them. A connection to an address the resolution no longer returns is
-// closed: at once if no call uses it, else by the release of its last
-// call.
-func (c *Client) backends(ctx context.Context) ([]backend, func(), error) {
-	addrs := c.static
-	if c.resolve != nil {
-		var err error
-		if addrs, err = c.resolve(ctx); err != nil {
-			return nil, nil, err
-		}
+// addrs returns the addresses of the backends for a new call: the static
+// ones, or the latest resolution of the target (waiting, on the first
+// call, up to the connect timeout for it), with a channel closed when the
+// resolution next changes.
+func (c *Client) addrs(ctx context.Context) ([]string, <-chan struct{}, error) {
+	if c.members == nil {
+		return c.static, nil, nil
 	}
+	return c.members.current(ctx, c.opts.connectTimeout)
+}
+
+// acquire returns the backend at addr for a call, connecting on first use;
+// the call must release it.
+func (c *Client) acquire(addr string) (backend, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, nil, ErrClosed
+	pc, err := c.connLocked(addr)
+	if err != nil {
+		return backend{}, err
 	}
-	if c.resolve != nil {
+	pc.calls++
+	return backend{addr: addr, pc: pc, cc: pc.cc, svc: fetchv1.NewFetchServiceClient(pc.cc)}, nil
+}
+
+// release ends a call's use of b, closing its connection if a resolution
+// dropped it and this was its last call.
+func (c *Client) release(b backend) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(b.pc)
+}
+
+// resolved takes a new resolution of the target: the connections to
+// addresses no longer in it are closed, at once if no call uses them,
+// else by their last call's release.
+func (c *Client) resolved(addrs []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
 		c.dropLocked(addrs)
 	}
-	used := make([]*pooledConn, 0, len(addrs))
-	release := func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, pc := range used {
-			c.releaseLocked(pc)
-		}
-	}
-	bs := make([]backend, 0, len(addrs))
-	for _, a := range addrs {
-		pc, err := c.connLocked(a)
-		if err != nil {
-			for _, pc := range used {
-				c.releaseLocked(pc)
-			}
-			return nil, nil, err
-		}
-		pc.calls++
-		used = append(used, pc)
-		bs = append(bs, backend{addr: a, cc: pc.cc, svc: fetchv1.NewFetchServiceClient(pc.cc)})
-	}
-	return bs, release, nil
 }
 
 // connLocked returns the connection to addr, creating it on first use.

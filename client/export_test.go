@@ -1,15 +1,6 @@
 package client
 
-import (
-	"context"
-	"slices"
-)
-
-// SetResolver makes c, a client of a dns:/// target, take the addresses of
-// each call's backends from resolve instead of a DNS lookup.
-func SetResolver(c *Client, resolve func(ctx context.Context) ([]string, error)) {
-	c.resolve = resolve
-}
+import "slices"
 
 // OpenConns returns the addresses of the connections c holds open, sorted:
 // those of the last resolution and those dropped from it that a call still
@@ -26,4 +17,14 @@ func OpenConns(c *Client) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Owner returns which of addrs a call with host affinity sends host's jobs
+// to, all of them taking jobs.
+func Owner(addrs []string, host string) string {
+	r := newRouter(true)
+	for _, a := range addrs {
+		r.join(a)
+	}
+	return r.owner(&hostQueue{name: host, hash: hashString(host)}).addr
 }

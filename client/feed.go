@@ -8,12 +8,13 @@ import (
 )
 
 // feed takes jobs from the input as window tokens allow: a token first,
-// then the job, so that no job is taken that the call cannot answer. It
+// then the job, so that no job is taken that the call cannot answer, and
+// queues each in the router, which never blocks. It
 // takes none before a stream has opened: a call that reaches no backend
 // takes no job.
 func (cl *call) feed(ctx context.Context, jobs iter.Seq[*Job]) {
 	defer close(cl.inputDone)
-	defer close(cl.fresh)
+	defer cl.router.finishInput()
 	select {
 	case <-cl.reached:
 	case <-ctx.Done():
@@ -49,10 +50,6 @@ func (cl *call) feed(ctx context.Context, jobs iter.Seq[*Job]) {
 			cl.deliver(idx, errorResult(idx, j, fetchv1.ErrorCode_ERROR_CODE_INVALID_REQUEST, msg))
 			continue
 		}
-		select {
-		case cl.fresh <- idx:
-		case <-ctx.Done():
-			return
-		}
+		cl.router.add(idx, j.GetUrl())
 	}
 }

@@ -50,6 +50,17 @@ func startBackend(tb testing.TB, opts ...server.Option) *backend {
 // startBackendAt is startBackend on a given address.
 func startBackendAt(tb testing.TB, addr string, opts ...server.Option) *backend {
 	tb.Helper()
+	return startBackendOn(tb, addr, nil, opts...)
+}
+
+// startBackendWith is startBackend with options for its gRPC server.
+func startBackendWith(tb testing.TB, gopts []grpc.ServerOption, opts ...server.Option) *backend {
+	tb.Helper()
+	return startBackendOn(tb, "127.0.0.1:0", gopts, opts...)
+}
+
+func startBackendOn(tb testing.TB, addr string, gopts []grpc.ServerOption, opts ...server.Option) *backend {
+	tb.Helper()
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
@@ -58,7 +69,7 @@ func startBackendAt(tb testing.TB, addr string, opts ...server.Option) *backend 
 		server.WithAllowCIDRs(netip.MustParsePrefix("127.0.0.0/8")),
 		server.WithLogger(slog.New(slog.DiscardHandler)),
 	}, opts...)
-	b := &backend{addr: lis.Addr().String(), srv: server.New(opts...), gs: grpc.NewServer(), done: make(chan struct{})}
+	b := &backend{addr: lis.Addr().String(), srv: server.New(opts...), gs: grpc.NewServer(gopts...), done: make(chan struct{})}
 	b.srv.Register(b.gs)
 	go func() {
 		defer close(b.done)

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
 )
 
 // Defaults of the [Option] values.
@@ -37,6 +38,9 @@ type options struct {
 	backoffBase       time.Duration
 	backoffMax        time.Duration
 	resubmitAnyMethod bool
+	spread            bool
+	resolver          resolver.Builder
+	resolveInterval   time.Duration
 	maxRecvMsgBytes   int
 	connectTimeout    time.Duration
 	maxJobBytes       int
@@ -53,6 +57,7 @@ var defaultOptions = options{
 	backoffMax:      DefaultBackoffMax,
 	maxRecvMsgBytes: DefaultMaxRecvMsgBytes,
 	connectTimeout:  DefaultConnectTimeout,
+	resolveInterval: DefaultResolveInterval,
 	maxJobBytes:     DefaultMaxJobBytes,
 }
 
@@ -187,6 +192,47 @@ func WithBackoff(base, max time.Duration) Option {
 // false.
 func WithResubmitNonIdempotent(ok bool) Option {
 	return func(o *options) { o.resubmitAnyMethod = ok }
+}
+
+// WithHostAffinity chooses how a call with several backends spreads its
+// jobs. On (the default), every job of a host (its URL's host name) goes
+// to one backend, the same for every client that sees the same backends
+// (rendezvous hashing), so that fetchd's per-host cap, rate and pauses,
+// which each replica keeps for itself, hold across replicas: three
+// replicas still fetch a host at most -host-concurrency at a time. A call
+// over many hosts spreads evenly; a call whose jobs are all for one host
+// stays on one backend, since that host's cap is the limit anyway.
+//
+// Off, each job goes to whichever backend is free first, as for one
+// internal host that has no cap: a call then gets every replica's pool,
+// and a host gets up to the number of replicas times its cap.
+//
+// Either way a backend holds only what it can start soon (about twice the
+// pool and host cap it announces); the rest waits in the client, free to
+// go to another backend.
+func WithHostAffinity(on bool) Option {
+	return func(o *options) { o.spread = !on }
+}
+
+// WithResolver resolves targets of b's scheme ("scheme:///name") with b,
+// as dns:/// targets are with gRPC's DNS resolver: every address b reports
+// is a backend, and running calls follow its changes (see Many backends
+// in the package doc). For service discovery other than DNS, and for
+// tests (google.golang.org/grpc/resolver/manual).
+func WithResolver(b resolver.Builder) Option {
+	return func(o *options) { o.resolver = b }
+}
+
+// WithResolveInterval sets how often a running call asks the resolver of
+// a dns:/// or [WithResolver] target to look again, besides when a backend
+// fails; gRPC's DNS resolver looks at most every 30 s whatever this is.
+// Default [DefaultResolveInterval].
+func WithResolveInterval(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.resolveInterval = d
+		}
+	}
 }
 
 // WithMaxRecvMsgBytes sets the largest result message accepted; keep it

@@ -47,6 +47,7 @@ func (cl *call) deliver(idx uint64, r *Result) {
 		ok = false // the call failed
 	}
 	cl.mu.Unlock()
+	cl.router.answered(idx)
 	if ok {
 		cl.out <- r // never blocks: room for the whole window
 	}
@@ -67,7 +68,7 @@ func (cl *call) requeue(idxs []uint64, unstarted bool) {
 		switch {
 		case p == nil:
 		case unstarted || cl.opts.resubmitAnyMethod || retry.Idempotent(p.job.GetMethod()):
-			cl.retry <- idx // never blocks: room for the whole window
+			cl.router.resend(idx)
 		default:
 			cl.deliver(idx, errorResult(idx, p.job, fetchv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN,
 				"the stream broke after the job was sent; not resubmitted because "+

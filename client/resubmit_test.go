@@ -59,8 +59,9 @@ func TestResubmitAfterSIGKILL(t *testing.T) {
 	t.Logf("%d jobs, %d upstream requests (%d fetched again after the kill)", n, up.Hits(), up.Hits()-n)
 }
 
-// TestManyBackends spreads one call over three backends, each tagging its
-// upstream requests with its own User-Agent, and kills one mid-run.
+// TestManyBackends spreads one call of one host's jobs over three backends
+// (no host affinity), each tagging its upstream requests with its own
+// User-Agent, and kills one mid-run.
 func TestManyBackends(t *testing.T) {
 	up := testupstream.New(t)
 	var bs []*backend
@@ -71,7 +72,7 @@ func TestManyBackends(t *testing.T) {
 		addrs = append(addrs, b.addr)
 	}
 	target := addrs[0] + "," + addrs[1] + "," + addrs[2]
-	c := newClient(t, target, client.WithWindow(96))
+	c := newClient(t, target, client.WithWindow(96), client.WithHostAffinity(false))
 	const n = 900
 	jobs := make([]*client.Job, n)
 	for i := range jobs {

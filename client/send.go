@@ -4,22 +4,43 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
+
+	"google.golang.org/grpc/metadata"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/retry"
 )
 
-// send sends jobs on st until the input is exhausted (then it half-closes
-// and reports true) or the stream fails.
-func (cl *call) send(ctx context.Context, st fetchv1.FetchService_FetchClient, sent *sentJobs, first []uint64) bool {
+// send sends m's jobs on st as the router hands them out, until the router
+// has no more for it (then it half-closes) or the stream fails. After its
+// first job it reads the stream's header, where fetchd announces its pool
+// and host cap, to learn how many jobs m should take at once.
+func (cl *call) send(ctx context.Context, st fetchv1.FetchService_FetchClient, sent *sentJobs, m *member) {
 	opts := cl.streamOptions()
-	sendOne := func(idx uint64) bool {
+	announced := false
+	for {
+		idx, ok, done := cl.router.next(m)
+		if done {
+			st.CloseSend()
+			return
+		}
+		if !ok {
+			select {
+			case <-m.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
 		job, ok := cl.attempt(idx)
 		if !ok {
-			return true
+			cl.router.answered(idx) // answered already, or just now
+			continue
 		}
 		if opts != nil {
 			job = proto.CloneOf(job)
@@ -27,45 +48,51 @@ func (cl *call) send(ctx context.Context, st fetchv1.FetchService_FetchClient, s
 			opts = nil
 		}
 		sent.add(idx)
-		return st.Send(job) == nil
-	}
-	for _, idx := range first {
-		if !sendOne(idx) {
-			return false
+		if st.Send(job) != nil {
+			return
+		}
+		if !announced {
+			announced = true
+			md, err := st.Header()
+			if err != nil {
+				return
+			}
+			credit, hostCredit := cl.credits(md)
+			cl.router.setCredit(m, credit, hostCredit)
 		}
 	}
-	fresh := cl.fresh
-	for {
-		// Resubmitted jobs first: they are the oldest.
-		select {
-		case idx := <-cl.retry:
-			if !sendOne(idx) {
-				return false
-			}
-			continue
-		default:
-		}
-		if fresh == nil {
-			st.CloseSend()
-			return true
-		}
-		select {
-		case idx := <-cl.retry:
-			if !sendOne(idx) {
-				return false
-			}
-		case idx, ok := <-fresh:
-			if !ok {
-				fresh = nil
-				continue
-			}
-			if !sendOne(idx) {
-				return false
-			}
-		case <-ctx.Done():
-			return false
-		}
+}
+
+// credits returns how many jobs a backend should hold at once, in all and
+// per host, from what its fetchd announced in md: twice its pool and twice
+// its host cap (or its pool, with no cap), within the call's own
+// concurrency. A fetchd that announces nothing gets no limit.
+func (cl *call) credits(md metadata.MD) (credit, hostCredit int) {
+	pool := headerInt(md, retry.HeaderConcurrency)
+	if pool <= 0 {
+		return 0, 0
 	}
+	if c := int(cl.opts.concurrency); c > 0 {
+		pool = min(pool, c)
+	}
+	host := pool
+	if h := headerInt(md, retry.HeaderHostConcurrency); h > 0 {
+		host = min(h, pool)
+	}
+	return 2 * pool, 2 * host
+}
+
+// headerInt returns the number in md's key, or 0.
+func headerInt(md metadata.MD, key string) int {
+	v := md.Get(key)
+	if len(v) == 0 {
+		return 0
+	}
+	n, err := strconv.Atoi(v[0])
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // streamOptions returns the options for a stream's first message, or nil.

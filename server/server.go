@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
@@ -60,6 +62,16 @@ var _ fetchv1.FetchServiceServer = (*Server)(nil)
 // stream without a result was never started, so a client may resubmit it
 // elsewhere even if its method is not idempotent.
 const TrailerUnstarted = retry.TrailerUnstarted
+
+// HeaderConcurrency and HeaderHostConcurrency are the header keys of the
+// pool size and the per-host cap (0: none) that every Fetch stream
+// announces as it opens, before it reads a job: the Go client sends each
+// replica only about twice these, so that the jobs it has not sent can
+// still go to another replica.
+const (
+	HeaderConcurrency     = retry.HeaderConcurrency
+	HeaderHostConcurrency = retry.HeaderHostConcurrency
+)
 
 // New returns a Server configured by opts, each setting one [Config]
 // field. It panics, with a "server: " prefix, only if the metrics of
@@ -227,6 +239,10 @@ func (s *Server) Close() {
 // message itself, so that a job that does not decode gets its own
 // ERROR_CODE_INVALID_REQUEST result and the stream goes on.
 func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fetchv1.FetchResponse]) error {
+	// Announced at once: a client reads it after its first job.
+	if err := stream.SendHeader(s.announce()); err != nil {
+		return err
+	}
 	recv := func() (inbound, error) {
 		raw := rawMessage()
 		if err := stream.RecvMsg(raw); err != nil {
@@ -235,6 +251,14 @@ func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fet
 		return decodeJob(rawBytes(raw)), nil
 	}
 	return s.serve(stream.Context(), recv, stream.Send, stream.SetTrailer, nil)
+}
+
+// announce returns the header every Fetch stream opens with.
+func (s *Server) announce() metadata.MD {
+	return metadata.Pairs(
+		HeaderConcurrency, strconv.Itoa(s.opts.concurrency),
+		HeaderHostConcurrency, strconv.Itoa(s.opts.hostConcurrency),
+	)
 }
 
 // FetchBatch implements fetch.v1.FetchService.FetchBatch for a request that

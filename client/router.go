@@ -1,0 +1,394 @@
+package client
+
+import (
+	"hash/fnv"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+// router decides which backend sends each job of a call, and when.
+//
+// With host affinity (the default) every job of a host goes to one backend,
+// the host's owner: the live backend that ranks first for the host by
+// rendezvous hashing ([owner]). Every client that sees the same backends
+// picks the same owner, so fetchd's per-host cap, rate and pause, which
+// each replica keeps for itself, hold across replicas. A host stays with
+// the backend that has its jobs in flight: when its owner changes (a
+// backend fails, drains, joins or leaves), its next job waits until those
+// are answered (or resubmitted), then goes to the new owner, so that a host
+// is never fetched from two backends at once by a call. Each backend takes
+// at most hostCredit jobs of one host at a time (twice the host cap it
+// announces): what it can start soon. The rest wait here, in per-host
+// queues, free to move to another backend, and a busy host does not hold
+// up a backend's other hosts.
+//
+// Without affinity (spread) jobs wait in one queue and each backend takes
+// the next when it has fewer than credit in flight (twice the pool it
+// announces), so that faster or idler backends take more and none hoards
+// jobs the others could start.
+//
+// No send waits for another backend: each backend's sender takes its own
+// jobs, and a job waits only for its own backend.
+type router struct {
+	affinity bool
+
+	mu        sync.Mutex // guards the fields below, and those of every member, hostQueue and routedJob
+	members   []*member
+	hosts     map[string]*hostQueue // affinity: hosts with jobs queued or in flight
+	shared    fifo                  // spread: jobs queued for any backend
+	jobs      map[uint64]*routedJob // jobs queued or in flight, by index
+	queued    int                   // jobs queued, not sent
+	inputDone bool                  // the call's input is exhausted
+}
+
+// member is one backend of a call, as the router sees it.
+type member struct {
+	addr string
+	hash uint64
+	wake chan struct{} // room for one: the router has news for its sender
+
+	dropped bool // given up by the call; guarded by call.mu
+
+	// Guarded by router.mu.
+	routable   bool // may take jobs: its stream is open, or being opened for the first time
+	removed    bool // given up, or gone from the target's resolution: takes no more jobs
+	inflight   int  // jobs sent to it and not answered
+	credit     int  // spread: most jobs in flight; 0 means no limit
+	hostCredit int  // affinity: most jobs of one host in flight; 0 means no limit
+	ready      []*hostQueue
+}
+
+// hostQueue is one host's jobs in a call with affinity.
+type hostQueue struct {
+	name     string
+	hash     uint64
+	at       *member // where its jobs in flight are (or were last)
+	inflight int
+	queue    fifo
+	inReady  bool // in at's ready list
+}
+
+// routedJob is where a job of the call is.
+type routedJob struct {
+	host   *hostQueue // affinity only
+	sentTo *member    // nil while queued
+}
+
+func newRouter(affinity bool) *router {
+	return &router{affinity: affinity, hosts: map[string]*hostQueue{}, jobs: map[uint64]*routedJob{}}
+}
+
+// join adds a backend to the call.
+func (r *router) join(addr string) *member {
+	m := &member{addr: addr, hash: hashString(addr), wake: make(chan struct{}, 1), routable: true}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.members = append(r.members, m)
+	r.rebalance()
+	return m
+}
+
+// add queues job idx, for url's host.
+func (r *router) add(idx uint64, rawURL string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	j := &routedJob{}
+	r.jobs[idx] = j
+	r.queued++
+	if !r.affinity {
+		r.shared.push(idx)
+		r.wakeAll()
+		return
+	}
+	name := hostOf(rawURL)
+	h := r.hosts[name]
+	if h == nil {
+		h = &hostQueue{name: name, hash: hashString(name)}
+		r.hosts[name] = h
+	}
+	j.host = h
+	h.queue.push(idx)
+	r.kick(h)
+}
+
+// finishInput notes that no new job will come.
+func (r *router) finishInput() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inputDone = true
+	r.wakeAll()
+}
+
+// next returns the next job for m to send, if any; otherwise done reports
+// whether m will have none on this stream: the input is exhausted and
+// nothing is queued, or m was removed.
+func (r *router) next(m *member) (idx uint64, ok, done bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.removed {
+		return 0, false, true
+	}
+	if !m.routable {
+		return 0, false, false
+	}
+	if r.affinity {
+		idx, ok = r.nextHost(m)
+	} else if m.credit == 0 || m.inflight < m.credit {
+		idx, ok = r.shared.pop()
+	}
+	if ok {
+		j := r.jobs[idx]
+		j.sentTo = m
+		m.inflight++
+		r.queued--
+		if r.queued == 0 && r.inputDone {
+			r.wakeAll() // the other senders may half-close
+		}
+		return idx, true, false
+	}
+	return 0, false, r.inputDone && r.queued == 0
+}
+
+// nextHost pops a job from the first host of m's ready list that m may
+// send, moving that host to the list's end if it has more (round robin).
+func (r *router) nextHost(m *member) (uint64, bool) {
+	for len(m.ready) > 0 {
+		h := m.ready[0]
+		m.ready = m.ready[1:]
+		h.inReady = false
+		if !r.sendable(h, m) {
+			r.kick(h) // stale: it belongs elsewhere now, or must wait
+			continue
+		}
+		idx, _ := h.queue.pop()
+		h.at = m
+		h.inflight++
+		if r.sendable(h, m) {
+			h.inReady = true
+			m.ready = append(m.ready, h)
+		}
+		return idx, true
+	}
+	return 0, false
+}
+
+// sendable reports whether m may send h's next job now.
+func (r *router) sendable(h *hostQueue, m *member) bool {
+	return m.routable && !m.removed && h.queue.len() > 0 &&
+		(m.hostCredit == 0 || h.inflight < m.hostCredit) &&
+		(h.inflight == 0 || h.at == m) && r.owner(h) == m
+}
+
+// kick puts h in its owner's ready list if the owner may send its next
+// job now. A host whose jobs in flight are at another backend than its
+// owner waits for them.
+func (r *router) kick(h *hostQueue) {
+	if h.inReady || h.queue.len() == 0 {
+		return
+	}
+	o := r.owner(h)
+	if o == nil || !r.sendable(h, o) {
+		return
+	}
+	h.inReady = true
+	o.ready = append(o.ready, h)
+	o.signal()
+}
+
+// owner returns the backend that ranks first for h among those that may
+// take jobs (rendezvous hashing), or nil.
+func (r *router) owner(h *hostQueue) *member {
+	var best *member
+	var bestScore uint64
+	for _, m := range r.members {
+		if !m.routable || m.removed {
+			continue
+		}
+		if s := mix(h.hash ^ m.hash); best == nil || s > bestScore {
+			best, bestScore = m, s
+		}
+	}
+	return best
+}
+
+// answered notes that job idx, sent, has its result.
+func (r *router) answered(idx uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	j := r.jobs[idx]
+	if j == nil || j.sentTo == nil {
+		return
+	}
+	delete(r.jobs, idx)
+	j.sentTo.inflight--
+	r.settle(j)
+}
+
+// resend queues job idx again, first in its queue: it was sent, and the
+// stream broke before its result came.
+func (r *router) resend(idx uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	j := r.jobs[idx]
+	if j == nil || j.sentTo == nil {
+		return
+	}
+	j.sentTo.inflight--
+	j.sentTo = nil
+	r.queued++
+	if !r.affinity {
+		r.shared.pushFront(idx)
+		r.wakeAll()
+		return
+	}
+	j.host.queue.pushFront(idx)
+	r.settle(j)
+}
+
+// settle updates j's host, or the spread senders, after one of j's
+// backend's jobs in flight was answered or taken back.
+func (r *router) settle(j *routedJob) {
+	h := j.host
+	if h == nil {
+		r.wakeAll()
+		return
+	}
+	h.inflight--
+	if h.inflight == 0 && h.queue.len() == 0 {
+		delete(r.hosts, h.name)
+		return
+	}
+	r.kick(h)
+}
+
+// setRoutable marks m as taking jobs or not (its stream broke), and moves
+// the hosts whose owner that changes.
+func (r *router) setRoutable(m *member, on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.routable == on {
+		return
+	}
+	m.routable = on
+	r.rebalance()
+}
+
+// remove takes m out of the call for good: its stream half-closes and its
+// hosts move.
+func (r *router) remove(m *member) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m.removed = true
+	r.rebalance()
+	m.signal()
+}
+
+// setCredit sets what m takes at once, from what its fetchd announced.
+func (r *router) setCredit(m *member, credit, hostCredit int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m.credit, m.hostCredit = credit, hostCredit
+	r.rebalance()
+}
+
+// hasWork reports whether m has jobs to send, or was removed.
+func (r *router) hasWork(m *member) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.removed {
+		return true
+	}
+	if !r.affinity {
+		return r.shared.len() > 0
+	}
+	for len(m.ready) > 0 && !r.sendable(m.ready[0], m) {
+		h := m.ready[0]
+		m.ready = m.ready[1:]
+		h.inReady = false
+		r.kick(h)
+	}
+	return len(m.ready) > 0
+}
+
+// rebalance rebuilds every ready list after the backends changed.
+func (r *router) rebalance() {
+	for _, m := range r.members {
+		for _, h := range m.ready {
+			h.inReady = false
+		}
+		m.ready = m.ready[:0]
+	}
+	for _, h := range r.hosts {
+		r.kick(h)
+	}
+	r.wakeAll()
+}
+
+func (r *router) wakeAll() {
+	for _, m := range r.members {
+		m.signal()
+	}
+}
+
+func (m *member) signal() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// hostOf returns the host a job's URL names, as fetchd keys its per-host
+// limits: the host name, lower case, without the port.
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Hostname())
+}
+
+// hashString is FNV-1a, stable across processes: every client ranks the
+// backends of a host alike.
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return mix(h.Sum64())
+}
+
+// mix is SplitMix64's finalizer: it spreads every input bit over the
+// output, as rendezvous hashing needs.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// fifo is a queue of job indexes.
+type fifo struct{ q []uint64 }
+
+func (f *fifo) len() int           { return len(f.q) }
+func (f *fifo) push(idx uint64)    { f.q = append(f.q, idx) }
+func (f *fifo) pushFront(i uint64) { f.q = append([]uint64{i}, f.q...) }
+
+func (f *fifo) pop() (uint64, bool) {
+	if len(f.q) == 0 {
+		return 0, false
+	}
+	idx := f.q[0]
+	f.q = f.q[1:]
+	if len(f.q) == 0 {
+		f.q = nil
+	}
+	return idx, true
+}
+
+// isRemoved reports whether r removed m from the call.
+func (m *member) isRemoved(r *router) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return m.removed
+}
