@@ -209,7 +209,7 @@ func TestHTTPJSON(t *testing.T) {
 // rate-limits its callers the same way.
 func TestHTTPJSONAuth(t *testing.T) {
 	up := testupstream.New(t)
-	p := startFetchd(t, "-allow-cidr", "127.0.0.0/8", "-http-listen", "127.0.0.1:0",
+	p := startFetchd(t, "-allow-cidr", "127.0.0.0/8", "-http-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0",
 		"-auth-token-file", writeTokens(t), "-rate-limit", "0.001", "-rate-burst", "1")
 	url := "http://" + httpAddr(t, p) + "/v1/fetch"
 	body := batchBody(up.URL+"/", "a")
@@ -232,6 +232,28 @@ func TestHTTPJSONAuth(t *testing.T) {
 	out = curl(t, "-H", "Authorization: Bearer "+tokenBeta, "-d", body, url)
 	if rs := parseLines(t, out); len(rs) != 1 || rs[0].GetStatusCode() != 200 {
 		t.Errorf("another token = %v, want one 200", rs)
+	}
+
+	// The calls are counted as the gRPC port's FetchBatch calls.
+	m := metricsListening.FindStringSubmatch(p.Log())
+	if m == nil {
+		t.Fatalf("no metrics address in the log")
+	}
+	mfs := scrapeMetrics(testctx.WithTimeout(t, 10*time.Second), t, m[1])
+	for code, want := range map[string]float64{"OK": 2, "Unauthenticated": 1, "ResourceExhausted": 1} {
+		got, _ := metricValue(mfs, "grpc_server_handled_total", "grpc_method", "FetchBatch", "grpc_code", code)
+		if got != want {
+			t.Errorf("grpc_server_handled_total{FetchBatch, %s} = %v, want %v", code, got, want)
+		}
+	}
+}
+
+// TestHTTPJSONEnv: FETCHD_HTTP_LISTEN turns the port on, as the flag does.
+func TestHTTPJSONEnv(t *testing.T) {
+	p := startFetchdEnv(t, []string{"FETCHD_HTTP_LISTEN=127.0.0.1:0"})
+	out := curl(t, "-d", `{"jobs":[]}`, "-w", "%{http_code}", "http://"+httpAddr(t, p)+"/v1/fetch")
+	if out != "200" {
+		t.Errorf("empty batch = %q, want HTTP 200 and no line", out)
 	}
 }
 
@@ -277,5 +299,56 @@ func TestHTTPJSONDrain(t *testing.T) {
 	}
 	if log := p.Log(); !strings.Contains(log, `msg=drained`) {
 		t.Errorf("log lacks msg=drained:\n%s", log)
+	}
+}
+
+// TestReadmeHTTPJSON runs the README's curl examples of its HTTP/JSON
+// section as written, against fetchd's HTTP port for localhost:8080 and
+// the test upstream for the grpcurl section's 127.0.0.1:8000.
+func TestReadmeHTTPJSON(t *testing.T) {
+	doc := readme(t)
+	start := strings.Index(doc, "\n## HTTP/JSON\n")
+	if start < 0 {
+		t.Fatal("README has no HTTP/JSON section")
+	}
+	section := doc[start+1:]
+	if end := strings.Index(section[1:], "\n## "); end >= 0 {
+		section = section[:end+1]
+	}
+	var cmds []string
+	for _, block := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1) {
+		for line := range strings.Lines(strings.ReplaceAll(block[1], "\\\n", " ")) {
+			if strings.HasPrefix(line, "curl ") {
+				cmds = append(cmds, strings.TrimSpace(line))
+			}
+		}
+	}
+	if len(cmds) < 2 {
+		t.Fatalf("the HTTP/JSON section has %d curl examples, want at least 2", len(cmds))
+	}
+	up := testupstream.New(t)
+	p := startFetchd(t, "-allow-cidr", "127.0.0.0/8", "-http-listen", "127.0.0.1:0")
+	addr := httpAddr(t, p)
+	for _, c := range cmds {
+		t.Run(c, func(t *testing.T) {
+			c = strings.ReplaceAll(c, "http://localhost:8080", "http://"+addr)
+			c = strings.ReplaceAll(c, "http://127.0.0.1:8000", up.URL)
+			cmd := exec.CommandContext(testctx.WithTimeout(t, 30*time.Second), "sh", "-c", "curl() { command curl -q --noproxy '*' -sS \"$@\"; }; "+c)
+			cmd.Env = childEnv()
+			cmd.WaitDelay = time.Second
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("%s: %v", c, err)
+			}
+			rs := parseLines(t, string(out))
+			if len(rs) == 0 {
+				t.Fatalf("%s printed no result", c)
+			}
+			for _, r := range rs {
+				if r.GetStatusCode() != 200 && r.GetError() == nil {
+					t.Errorf("%s: result %v, want 200 or a per-job error", c, r)
+				}
+			}
+		})
 	}
 }
