@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"google.golang.org/grpc"
 
 	"github.com/fetchd/fetchd/cmd/fetchd/internal/httpapi"
@@ -29,7 +31,7 @@ type httpPort struct {
 func listenHTTP(cfg *config, fs *server.Server, interceptors []grpc.StreamServerInterceptor, logger, callLogger *slog.Logger) (*httpPort, error) {
 	h, err := httpapi.New(httpapi.Config{
 		Register:        fs.Register,
-		Interceptors:    interceptors,
+		Interceptors:    append([]grpc.StreamServerInterceptor{markHTTP}, interceptors...),
 		MaxRequestBytes: int64(cfg.maxRecvMsgBytes),
 	})
 	if err != nil {
@@ -86,4 +88,13 @@ func (p *httpPort) shutdown(ctx context.Context) {
 		p.srv.Close()
 	}
 	<-p.done
+}
+
+// markHTTP, outermost, marks the call's log line as one of the HTTP/JSON
+// port (transport=http), which the logging interceptor otherwise logs as
+// any FetchBatch call.
+func markHTTP(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	w := middleware.WrapServerStream(ss)
+	w.WrappedContext = logging.InjectFields(ss.Context(), logging.Fields{"transport", "http"})
+	return handler(srv, w)
 }

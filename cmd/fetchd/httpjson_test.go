@@ -189,6 +189,8 @@ func TestHTTPJSON(t *testing.T) {
 		if c, _ := jsonStatus(t, body); code != "400" || c != codes.InvalidArgument {
 			t.Errorf("bad JSON = HTTP %s code %v, want 400 INVALID_ARGUMENT", code, c)
 		}
+		// Logged by the gRPC port's logging interceptor, marked as HTTP.
+		p.WaitLog(t, 10*time.Second, "grpc.method=FetchBatch grpc.method_type=server_stream transport=http")
 	})
 
 	t.Run("disconnect cancels", func(t *testing.T) {
