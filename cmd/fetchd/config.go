@@ -34,6 +34,7 @@ type config struct {
 	maxConcurrentStreams uint
 	metricsListen        string
 	healthListen         string
+	httpListen           string
 	pprofListen          string
 	tlsCert              string
 	tlsKey               string
@@ -96,6 +97,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.Var(cfg.maxRetryAfter.bind(&cfg.srv.MaxRetryAfter, server.DefaultMaxRetryAfter), "max-retry-after", "longest Retry-After honoured; longer ones are cut to this")
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "", "`address` to serve Prometheus metrics on, at /metrics (empty: off)")
 	fs.StringVar(&cfg.healthListen, "health-listen", "", "`address` to also serve grpc.health.v1 on, in plaintext and without auth, for probes that cannot speak TLS (empty: off)")
+	fs.StringVar(&cfg.httpListen, "http-listen", "", "`address` to also serve FetchBatch on as HTTP/JSON, HTTP/1.1 and HTTP/2: POST /v1/fetch with a protobuf-JSON FetchBatchRequest streams back one JSON result per line; TLS, auth, rate limit and limits as on -listen (empty: off)")
 	fs.StringVar(&cfg.pprofListen, "pprof-listen", "", "`address` to serve Go's /debug/pprof profiles on, for diagnosis; keep it on loopback (empty: off)")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "serve gRPC over TLS with this certificate `file` (PEM; needs -tls-key)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "private key `file` for -tls-cert (PEM)")

@@ -29,6 +29,7 @@ var flagEnv = []struct{ flag, env string }{
 	{"max-recv-msg-bytes", "FETCHD_MAX_RECV_MSG_BYTES"},
 	{"max-concurrent-streams", "FETCHD_MAX_CONCURRENT_STREAMS"},
 	{"recv-memory", "FETCHD_RECV_MEMORY"},
+	{"http-listen", "FETCHD_HTTP_LISTEN"},
 	{"log-format", "FETCHD_LOG_FORMAT"},
 	{"log-level", "FETCHD_LOG_LEVEL"},
 }

@@ -32,10 +32,9 @@ import (
 )
 
 // grpcServerOptions assembles the gRPC server's options from cfg: TLS (or
-// plaintext) credentials whose connections -recv-memory watches, limits, keepalive, tracing, and the interceptor chain: metrics, logging,
-// auth and rate limit (all but health), and recovery last. The logging
-// interceptor logs to callLogger, the sampled logger of lines callers cause.
-func grpcServerOptions(cfg *config, logger, callLogger *slog.Logger, srvMetrics *grpcprom.ServerMetrics, tp trace.TracerProvider) ([]grpc.ServerOption, error) {
+// plaintext) credentials whose connections -recv-memory watches, limits,
+// keepalive, tracing, and the interceptor chains ic.
+func grpcServerOptions(cfg *config, callLogger *slog.Logger, ic interceptorChains, tp trace.TracerProvider) ([]grpc.ServerOption, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.maxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(min(cfg.maxConcurrentStreams, 1<<31))),
@@ -78,6 +77,20 @@ func grpcServerOptions(cfg *config, logger, callLogger *slog.Logger, srvMetrics 
 		)))
 	}
 
+	return append(opts, grpc.ChainUnaryInterceptor(ic.unary...), grpc.ChainStreamInterceptor(ic.stream...)), nil
+}
+
+// interceptorChains are the interceptors of every call, in order: of the
+// gRPC port, and of the HTTP/JSON port for its streams.
+type interceptorChains struct {
+	unary  []grpc.UnaryServerInterceptor
+	stream []grpc.StreamServerInterceptor
+}
+
+// callInterceptors returns the interceptor chains of cfg: metrics, logging,
+// auth and rate limit (all but health), and recovery last. The logging
+// interceptor logs to callLogger, the sampled logger of lines callers cause.
+func callInterceptors(cfg *config, logger, callLogger *slog.Logger, srvMetrics *grpcprom.ServerMetrics) (interceptorChains, error) {
 	logOpts := []logging.Option{
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(codeToLevel),
@@ -93,7 +106,7 @@ func grpcServerOptions(cfg *config, logger, callLogger *slog.Logger, srvMetrics 
 	if cfg.authTokenFile != "" {
 		tokens, err := tokenauth.Load(cfg.authTokenFile)
 		if err != nil {
-			return nil, err
+			return interceptorChains{}, err
 		}
 		if cfg.tlsCert == "" {
 			logger.Warn("bearer tokens are required but travel in plaintext: serve with -tls-cert and -tls-key")
@@ -109,7 +122,7 @@ func grpcServerOptions(cfg *config, logger, callLogger *slog.Logger, srvMetrics 
 	}
 	unary = append(unary, recovery.UnaryServerInterceptor())
 	stream = append(stream, recovery.StreamServerInterceptor())
-	return append(opts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)), nil
+	return interceptorChains{unary: unary, stream: stream}, nil
 }
 
 // notHealth exempts grpc.health.v1 from authentication and the rate limit,

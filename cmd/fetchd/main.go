@@ -1,6 +1,8 @@
 // Command fetchd is the fetch.v1 gRPC server: it fetches URLs over HTTP for
 // its callers through one bounded worker pool and streams back one result
-// per job as soon as that job finishes.
+// per job as soon as that job finishes. With -http-listen it also serves
+// FetchBatch as HTTP/JSON, for callers without gRPC (package
+// cmd/fetchd/internal/httpapi).
 //
 // Run "fetchd -h" for its flags; each has a FETCHD_... environment fallback.
 package main

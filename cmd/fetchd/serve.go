@@ -53,7 +53,11 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		scfg.TracerProvider = tp
 		logger.Info("tracing on", "exporter", getenv("OTEL_TRACES_EXPORTER"))
 	}
-	grpcOpts, err := grpcServerOptions(cfg, logger, callLogger, srvMetrics, tp)
+	ic, err := callInterceptors(cfg, logger, callLogger, srvMetrics)
+	if err != nil {
+		return err
+	}
+	grpcOpts, err := grpcServerOptions(cfg, callLogger, ic, tp)
 	if err != nil {
 		return err
 	}
@@ -134,6 +138,17 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		logger.Info("health listening", "addr", hlis.Addr().String())
 	}
 
+	var hp *httpPort // the HTTP/JSON port, if any
+	if cfg.httpListen != "" {
+		// The same interceptors as the gRPC port's fetch calls, the drain's
+		// tracking last as there.
+		hp, err = listenHTTP(cfg, fs, append(ic.stream[:len(ic.stream):len(ic.stream)], calls.intercept), logger, callLogger)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+	}
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	logger.Info("fetchd listening", "addr", lis.Addr().String(), "concurrency", fs.Concurrency(),
@@ -151,14 +166,21 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 	logger.Info("draining", "timeout", cfg.drainTimeout)
 	hs.Shutdown() // watchers see NOT_SERVING
 	fs.Drain()
+	// Stays done once the timeout has passed, for every wait below.
+	deadline, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
+	defer cancel()
 	stopped := make(chan struct{})
 	go func() {
 		gs.GracefulStop() // GOAWAY: no new stream; the listener closes
 		close(stopped)
 	}()
-	// Stays done once the timeout has passed, for both waits below.
-	deadline, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
-	defer cancel()
+	httpStopped := make(chan struct{})
+	go func() {
+		defer close(httpStopped)
+		if hp != nil {
+			hp.shutdown(deadline) // the same for HTTP/JSON; cut off at the deadline
+		}
+	}()
 	select {
 	case <-calls.idle():
 		// Every fetch stream is done: end the health watches and the other
@@ -174,6 +196,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 		gs.Stop()
 		<-stopped
 	}
+	<-httpStopped
 	<-serveErr // Serve returns nil after GracefulStop or Stop
 	calls.recvs.Wait()
 	return nil
