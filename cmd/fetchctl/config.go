@@ -27,6 +27,7 @@ type config struct {
 	maxAttempts    int
 	retryBudget    int
 	connectTimeout time.Duration
+	spread         bool
 	method         string
 	headers        []*fetchv1.Header
 	inputFile      string
@@ -135,6 +136,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&cfg.maxAttempts, "max-attempts", client.DefaultMaxAttempts, "times one job may be sent in all when streams break")
 	fs.IntVar(&cfg.retryBudget, "retry-budget", client.DefaultRetryBudget, "failed attempts in a row to reach a fetchd again, after it was reached, before giving it up")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", client.DefaultConnectTimeout, "most time to connect to a fetchd; when the first connection to each fails, fetchctl exits at once")
+	fs.BoolVar(&cfg.spread, "spread", false, "with several replicas, send each job to whichever is free first instead of every job of a host to one replica: for one internal host without a cap. A host then gets up to the replicas times fetchd's -host-concurrency")
 	fs.StringVar(&cfg.method, "method", "GET", "HTTP `method` of URL lines")
 	fs.Var(headerList{&cfg.headers}, "H", "request `header` of URL lines, \"Name: value\" (repeatable; in FETCHCTL_H, one per line)")
 	fs.StringVar(&cfg.inputFile, "i", "", "read jobs from `FILE` (- for stdin) instead of stdin")
@@ -239,6 +241,7 @@ func (c *config) clientOptions() ([]client.Option, error) {
 		client.WithMaxAttempts(c.maxAttempts),
 		client.WithRetryBudget(c.retryBudget),
 		client.WithConnectTimeout(c.connectTimeout),
+		client.WithHostAffinity(!c.spread),
 	}
 	if c.useTLS() {
 		cfg, err := c.tlsConfig()

@@ -51,12 +51,19 @@ func startBackend(tb testing.TB, opts ...grpc.ServerOption) string {
 // stops the backend abruptly (its streams break), at most once.
 func startStoppableBackend(tb testing.TB, opts ...grpc.ServerOption) (addr string, stop func()) {
 	tb.Helper()
+	return startServer(tb, opts)
+}
+
+// startServer is startStoppableBackend with options for the fetchd server
+// too.
+func startServer(tb testing.TB, opts []grpc.ServerOption, srvOpts ...server.Option) (addr string, stop func()) {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := server.New(server.WithAllowCIDRs(netip.MustParsePrefix("127.0.0.0/8")),
-		server.WithLogger(slog.New(slog.DiscardHandler)))
+	srv := server.New(append([]server.Option{server.WithAllowCIDRs(netip.MustParsePrefix("127.0.0.0/8")),
+		server.WithLogger(slog.New(slog.DiscardHandler))}, srvOpts...)...)
 	gs := grpc.NewServer(opts...)
 	srv.Register(gs)
 	done := make(chan struct{})
