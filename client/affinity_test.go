@@ -208,4 +208,3 @@ func (s *gatedStream) RecvMsg(m any) error {
 	}
 	return s.ServerStream.RecvMsg(m)
 }
-
