@@ -30,6 +30,9 @@ type backend struct {
 // closed: at once if no call uses it, else by the release of its last
 // call.
 func (c *Client) backends(ctx context.Context) ([]backend, func(), error) {
+	if c.engine != nil {
+		return c.embeddedBackends()
+	}
 	addrs := c.static
 	if c.resolve != nil {
 		var err error
