@@ -29,7 +29,7 @@ func (cl *call) serveBackend(ctx context.Context, b backend, m *member) {
 	// A connection failing since an earlier call would fail a stream at
 	// once with that call's error: make gRPC try again now, and give it
 	// the connect timeout to succeed.
-	waitReady := b.cc.GetState() == connectivity.TransientFailure
+	waitReady := b.cc != nil && b.cc.GetState() == connectivity.TransientFailure // nil: embedded
 	if waitReady {
 		b.cc.ResetConnectBackoff()
 	}
@@ -190,6 +190,9 @@ func (cl *call) receive(sent *sentJobs, bs *bodies, r *Result) error {
 
 // permanent reports whether a stream error will not go away by retrying.
 func permanent(err error) bool {
+	if errors.Is(err, ErrClosed) {
+		return true // an embedded engine stopped
+	}
 	switch status.Code(err) {
 	case codes.Unauthenticated, codes.PermissionDenied, codes.Unimplemented, codes.InvalidArgument:
 		return true

@@ -30,42 +30,43 @@ func TestChunkedBodies(t *testing.T) {
 		{name: "small inline to a writer", writer: true, size: 1000},
 		{name: "empty to a writer", writer: true, size: 0},
 	}
-	b := startBackend(t)
 	up := startBigUpstream(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fw := newFileWriters(t)
-			opts := []client.Option{client.WithChunkBytes(1 << 20), client.WithDigest(true)}
-			if tt.writer {
-				opts = append(opts, client.WithBodyWriter(fw.open))
-			}
-			c := newClient(t, b.addr, opts...)
-			jobs := []*client.Job{client.Get(fmt.Sprintf("%s/?size=%d", up.URL, tt.size))}
-			r := collect(t, c.Fetch(testctx.New(t), slices.Values(jobs)), 1)[0]
-			want := testupstream.PatternSum(tt.size)
-			if r.GetChunk() != nil || r.GetStatusCode() != 200 || r.GetError() != nil {
-				t.Fatalf("result = %v, want status 200 and no chunk", r)
-			}
-			if r.GetStreamed() != tt.wantStreamed || r.GetBodyLength() != uint64(tt.size) || r.GetTruncated() ||
-				!slices.Equal(r.GetBodySha256(), want[:]) {
-				t.Errorf("result streamed %v, body_length %d, truncated %v, sha256 %x; want streamed %v, %d bytes, sha256 %x",
-					r.GetStreamed(), r.GetBodyLength(), r.GetTruncated(), r.GetBodySha256(), tt.wantStreamed, tt.size, want)
-			}
-			if !tt.writer {
-				if got := patternSumOf(r.GetBody()); int64(len(r.GetBody())) != tt.size || got != want {
-					t.Errorf("body of %d bytes with sha256 %x, want %d bytes with %x", len(r.GetBody()), got, tt.size, want)
+			eachMode(t, func(t *testing.T, mode string) {
+				fw := newFileWriters(t)
+				opts := []client.Option{client.WithChunkBytes(1 << 20), client.WithDigest(true)}
+				if tt.writer {
+					opts = append(opts, client.WithBodyWriter(fw.open))
 				}
-				return
-			}
-			if r.GetBody() != nil {
-				t.Errorf("with a body writer, Result.Body holds %d bytes, want nil", len(r.GetBody()))
-			}
-			if n, got := fw.fileSum(t, 0); n != tt.size || got != want {
-				t.Errorf("written body of %d bytes with sha256 %x, want %d bytes with %x", n, got, tt.size, want)
-			}
-			if o, f, a := fw.counts(); o != 1 || f != 1 || a != 0 {
-				t.Errorf("writers opened %d, finished %d, aborted %d; want 1, 1, 0", o, f, a)
-			}
+				c := fetchdClient(t, mode, nil, opts...)
+				jobs := []*client.Job{client.Get(fmt.Sprintf("%s/?size=%d", up.URL, tt.size))}
+				r := collect(t, c.Fetch(testctx.New(t), slices.Values(jobs)), 1)[0]
+				want := testupstream.PatternSum(tt.size)
+				if r.GetChunk() != nil || r.GetStatusCode() != 200 || r.GetError() != nil {
+					t.Fatalf("result = %v, want status 200 and no chunk", r)
+				}
+				if r.GetStreamed() != tt.wantStreamed || r.GetBodyLength() != uint64(tt.size) || r.GetTruncated() ||
+					!slices.Equal(r.GetBodySha256(), want[:]) {
+					t.Errorf("result streamed %v, body_length %d, truncated %v, sha256 %x; want streamed %v, %d bytes, sha256 %x",
+						r.GetStreamed(), r.GetBodyLength(), r.GetTruncated(), r.GetBodySha256(), tt.wantStreamed, tt.size, want)
+				}
+				if !tt.writer {
+					if got := patternSumOf(r.GetBody()); int64(len(r.GetBody())) != tt.size || got != want {
+						t.Errorf("body of %d bytes with sha256 %x, want %d bytes with %x", len(r.GetBody()), got, tt.size, want)
+					}
+					return
+				}
+				if r.GetBody() != nil {
+					t.Errorf("with a body writer, Result.Body holds %d bytes, want nil", len(r.GetBody()))
+				}
+				if n, got := fw.fileSum(t, 0); n != tt.size || got != want {
+					t.Errorf("written body of %d bytes with sha256 %x, want %d bytes with %x", n, got, tt.size, want)
+				}
+				if o, f, a := fw.counts(); o != 1 || f != 1 || a != 0 {
+					t.Errorf("writers opened %d, finished %d, aborted %d; want 1, 1, 0", o, f, a)
+				}
+			})
 		})
 	}
 }
@@ -74,44 +75,45 @@ func TestChunkedBodies(t *testing.T) {
 // bodies of the later jobs reach their writers, whole and finished, while
 // the head is still being fetched; only their results wait.
 func TestOrderedBodiesNotHeld(t *testing.T) {
-	b := startBackend(t)
-	up := startBigUpstream(t)
-	fw := newFileWriters(t)
-	c := newClient(t, b.addr, client.WithBodyWriter(fw.open), client.WithWindow(4))
-	const size = 4 << 20
-	jobs := []*client.Job{client.Get(up.URL + "/?size=100&wait=1")}
-	for i := range 3 {
-		jobs = append(jobs, client.Get(fmt.Sprintf("%s/?size=%d&i=%d", up.URL, size, i)))
-	}
-	go func() {
-		testctx.WaitFor(t, waitTimeout, "the later bodies to be written", func() bool {
-			return fw.finishedAt(1) && fw.finishedAt(2) && fw.finishedAt(3)
-		})
-		up.releaseAll()
-	}()
-	var order []uint64
-	for r, err := range c.FetchOrdered(testctx.New(t), slices.Values(jobs)) {
-		if err != nil {
-			t.Fatalf("call failed: %v", err)
+	eachMode(t, func(t *testing.T, mode string) {
+		up := startBigUpstream(t)
+		fw := newFileWriters(t)
+		c := fetchdClient(t, mode, nil, client.WithBodyWriter(fw.open), client.WithWindow(4))
+		const size = 4 << 20
+		jobs := []*client.Job{client.Get(up.URL + "/?size=100&wait=1")}
+		for i := range 3 {
+			jobs = append(jobs, client.Get(fmt.Sprintf("%s/?size=%d&i=%d", up.URL, size, i)))
 		}
-		order = append(order, r.GetIndex())
-		if r.GetIndex() == 0 {
-			for i := uint64(1); i < 4; i++ {
-				if !fw.finishedAt(i) {
-					t.Errorf("job %d's body was not written when the head's result came", i)
+		go func() {
+			testctx.WaitFor(t, waitTimeout, "the later bodies to be written", func() bool {
+				return fw.finishedAt(1) && fw.finishedAt(2) && fw.finishedAt(3)
+			})
+			up.releaseAll()
+		}()
+		var order []uint64
+		for r, err := range c.FetchOrdered(testctx.New(t), slices.Values(jobs)) {
+			if err != nil {
+				t.Fatalf("call failed: %v", err)
+			}
+			order = append(order, r.GetIndex())
+			if r.GetIndex() == 0 {
+				for i := uint64(1); i < 4; i++ {
+					if !fw.finishedAt(i) {
+						t.Errorf("job %d's body was not written when the head's result came", i)
+					}
 				}
 			}
 		}
-	}
-	if !slices.Equal(order, []uint64{0, 1, 2, 3}) {
-		t.Errorf("FetchOrdered yielded %v, want [0 1 2 3]", order)
-	}
-	want := testupstream.PatternSum(size)
-	for i := uint64(1); i < 4; i++ {
-		if n, got := fw.fileSum(t, i); n != size || got != want {
-			t.Errorf("job %d: %d bytes with sha256 %x, want %d with %x", i, n, got, size, want)
+		if !slices.Equal(order, []uint64{0, 1, 2, 3}) {
+			t.Errorf("FetchOrdered yielded %v, want [0 1 2 3]", order)
 		}
-	}
+		want := testupstream.PatternSum(size)
+		for i := uint64(1); i < 4; i++ {
+			if n, got := fw.fileSum(t, i); n != size || got != want {
+				t.Errorf("job %d: %d bytes with sha256 %x, want %d with %x", i, n, got, size, want)
+			}
+		}
+	})
 }
 
 // TestBodyWriterAfterBreak kills the backend while a body streams and
@@ -166,36 +168,37 @@ func TestBodyWriterAfterBreak(t *testing.T) {
 // error, after which every writer opened was finished or aborted (and
 // goleak, in TestMain, sees no goroutine left).
 func TestBodyWriterFails(t *testing.T) {
-	b := startBackend(t)
-	up := startBigUpstream(t)
-	fw := newFileWriters(t)
-	fw.failWrite = 2
-	c := newClient(t, b.addr, client.WithBodyWriter(fw.open), client.WithChunkBytes(64<<10))
-	var jobs []*client.Job
-	for i := range 8 {
-		jobs = append(jobs, client.Get(fmt.Sprintf("%s/?size=%d&i=%d", up.URL, 2<<20, i)))
-	}
-	var callErr error
-	results := 0
-	for r, err := range c.Fetch(testctx.New(t), slices.Values(jobs)) {
-		if err != nil {
-			callErr = err
-			continue
+	eachMode(t, func(t *testing.T, mode string) {
+		up := startBigUpstream(t)
+		fw := newFileWriters(t)
+		fw.failWrite = 2
+		c := fetchdClient(t, mode, nil, client.WithBodyWriter(fw.open), client.WithChunkBytes(64<<10))
+		var jobs []*client.Job
+		for i := range 8 {
+			jobs = append(jobs, client.Get(fmt.Sprintf("%s/?size=%d&i=%d", up.URL, 2<<20, i)))
 		}
-		results++
-		if r.GetChunk() != nil {
-			t.Errorf("result %d is a chunk", r.GetIndex())
+		var callErr error
+		results := 0
+		for r, err := range c.Fetch(testctx.New(t), slices.Values(jobs)) {
+			if err != nil {
+				callErr = err
+				continue
+			}
+			results++
+			if r.GetChunk() != nil {
+				t.Errorf("result %d is a chunk", r.GetIndex())
+			}
 		}
-	}
-	if !errors.Is(callErr, client.ErrBodyWriter) || !errors.Is(callErr, errDiskFull) {
-		t.Fatalf("call ended with %v, want an error wrapping ErrBodyWriter and the writer's", callErr)
-	}
-	o, f, a := fw.counts()
-	if o == 0 || o != f+a {
-		t.Errorf("writers opened %d, finished %d, aborted %d; want every one opened finished or aborted", o, f, a)
-	}
-	if left := fw.leftovers(t); len(left) > 0 {
-		t.Errorf("temporary files left: %q", left)
-	}
-	t.Logf("%d results before the error; writers opened %d, finished %d, aborted %d", results, o, f, a)
+		if !errors.Is(callErr, client.ErrBodyWriter) || !errors.Is(callErr, errDiskFull) {
+			t.Fatalf("call ended with %v, want an error wrapping ErrBodyWriter and the writer's", callErr)
+		}
+		o, f, a := fw.counts()
+		if o == 0 || o != f+a {
+			t.Errorf("writers opened %d, finished %d, aborted %d; want every one opened finished or aborted", o, f, a)
+		}
+		if left := fw.leftovers(t); len(left) > 0 {
+			t.Errorf("temporary files left: %q", left)
+		}
+		t.Logf("%d results before the error; writers opened %d, finished %d, aborted %d", results, o, f, a)
+	})
 }

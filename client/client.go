@@ -54,6 +54,8 @@ type Client struct {
 	conns   map[string]*pooledConn // by address: the static ones, or the last resolution's
 	retired map[*pooledConn]bool   // dropped by a resolution, still used by a call
 	closed  bool
+
+	engine *engine // the in-process backend of NewEmbedded; nil otherwise
 }
 
 // New returns a client for target, which names one or more fetchd
@@ -167,10 +169,14 @@ func splitHostPort(addr string) (host, port string, err error) {
 	return host, port, nil
 }
 
-// Close closes every connection. Calls in progress fail.
+// Close closes every connection. Calls in progress fail. For a client of
+// [NewEmbedded] it stops the engine, as NewEmbedded says.
 func (c *Client) Close() error {
 	if c.members != nil {
 		c.members.close() // first: its resolver may report, taking c.mu
+	}
+	if c.engine != nil {
+		defer c.engine.stop() // after c.mu is released
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -30,6 +30,9 @@ type backend struct {
 // call, up to the connect timeout for it), with a channel closed when the
 // resolution next changes.
 func (c *Client) addrs(ctx context.Context) ([]string, <-chan struct{}, error) {
+	if c.engine != nil {
+		return []string{embeddedAddr}, nil, nil
+	}
 	if c.members == nil {
 		return c.static, nil, nil
 	}
@@ -41,6 +44,12 @@ func (c *Client) addrs(ctx context.Context) ([]string, <-chan struct{}, error) {
 func (c *Client) acquire(addr string) (backend, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.engine != nil {
+		if c.closed {
+			return backend{}, ErrClosed
+		}
+		return backend{addr: embeddedAddr, svc: c.engine}, nil
+	}
 	pc, err := c.connLocked(addr)
 	if err != nil {
 		return backend{}, err
@@ -52,6 +61,9 @@ func (c *Client) acquire(addr string) (backend, error) {
 // release ends a call's use of b, closing its connection if a resolution
 // dropped it and this was its last call.
 func (c *Client) release(b backend) {
+	if b.pc == nil {
+		return // the embedded engine
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.releaseLocked(b.pc)

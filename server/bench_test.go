@@ -52,7 +52,7 @@ func BenchmarkEngine(b *testing.B) {
 			send := func(*fetchv1.FetchResponse) error { got++; return nil }
 			b.ReportAllocs()
 			b.ResetTimer()
-			if err := s.serve(context.Background(), recv, send, func(metadata.MD) {}, &fetchv1.StreamOptions{}); err != nil {
+			if err := s.serve(context.Background(), recv, send, func(metadata.MD) {}, &fetchv1.StreamOptions{}, false); err != nil {
 				b.Fatal(err)
 			}
 			if got != b.N {

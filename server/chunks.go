@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -43,11 +44,20 @@ func newChunkSink(st *stream, resp *fetchv1.FetchResponse) *chunkSink {
 // Send implements [fetcher.Sink].
 func (c *chunkSink) Send(ctx context.Context, offset int64, data []byte, reserved int64) ([]byte, error) {
 	msg := &fetchv1.FetchResponse{Index: c.resp.GetIndex(), Chunk: &fetchv1.BodyChunk{Offset: uint64(offset), Data: data}}
+	if c.st.local {
+		// Handed over in memory: data is the buffer the next chunk is
+		// read into once this one is sent.
+		msg.Chunk.Data = bytes.Clone(data)
+	}
 	if offset == 0 {
 		msg.Chunk.Head = &fetchv1.ResponseHead{
 			StatusCode: c.resp.GetStatusCode(),
 			FinalUrl:   strings.ToValidUTF8(c.resp.GetFinalUrl(), "\uFFFD"),
 			Headers:    c.resp.GetHeaders(), // built valid
+		}
+		if c.st.local {
+			// Its own headers, not the result's.
+			msg.Chunk.Head.Headers = cloneHeaders(msg.Chunk.Head.Headers)
 		}
 	}
 	// The worker holds a window token and a workers count: results is
@@ -79,4 +89,16 @@ func (c *chunkSink) sent(o *outgoing) {
 		return
 	}
 	c.back <- o.data
+}
+
+// cloneHeaders returns a deep copy of hs.
+func cloneHeaders(hs []*fetchv1.Header) []*fetchv1.Header {
+	if hs == nil {
+		return nil
+	}
+	out := make([]*fetchv1.Header, len(hs))
+	for i, h := range hs {
+		out[i] = &fetchv1.Header{Name: h.GetName(), Value: h.GetValue()}
+	}
+	return out
 }

@@ -31,6 +31,7 @@ type flight struct {
 	startOnce sync.Once
 	done      chan struct{}
 	resp      *fetchv1.FetchResponse
+	followers int // jobs that joined the flight; guarded by flights.mu
 }
 
 // start marks the leader's fetch started; it may be called more than once.
@@ -46,6 +47,7 @@ func (fs *flights) join(key string) (*flight, bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if f, ok := fs.m[key]; ok {
+		f.followers++
 		return f, false
 	}
 	if fs.m == nil {
@@ -69,7 +71,10 @@ func (fs *flights) start(key string) {
 	}
 }
 
-// finish publishes the leader's result to the followers.
+// finish publishes the leader's result to the followers: a copy of its
+// fields, so that the followers never read resp itself, which the leader
+// hands over next (and a local caller may write to; see ServeLocal). The
+// copy's values (body, headers, error) are shared.
 func (fs *flights) finish(key string, resp *fetchv1.FetchResponse) {
 	if key == "" {
 		return
@@ -77,8 +82,14 @@ func (fs *flights) finish(key string, resp *fetchv1.FetchResponse) {
 	fs.mu.Lock()
 	f := fs.m[key]
 	delete(fs.m, key)
+	followers := f != nil && f.followers > 0
 	fs.mu.Unlock()
 	if f != nil {
+		if followers {
+			shared := new(fetchv1.FetchResponse)
+			copyResult(shared, resp)
+			resp = shared
+		}
 		f.resp = resp
 		f.start()
 		close(f.done)

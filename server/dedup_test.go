@@ -76,7 +76,7 @@ func streamOne(ctx context.Context, s *Server, j *fetchv1.FetchRequest) (*fetchv
 		res, at = r, time.Now()
 		return nil
 	}
-	err := s.serve(ctx, recv, send, func(metadata.MD) {}, nil)
+	err := s.serve(ctx, recv, send, func(metadata.MD) {}, nil, false)
 	return res, at, err
 }
 

@@ -70,7 +70,7 @@ func serveFake(t *testing.T, up *fakeUpstream, opts *fetchv1.StreamOptions, jobs
 	if opts == nil {
 		opts = &fetchv1.StreamOptions{}
 	}
-	if err := s.serve(context.Background(), recv, send, func(metadata.MD) {}, opts); err != nil {
+	if err := s.serve(context.Background(), recv, send, func(metadata.MD) {}, opts, false); err != nil {
 		t.Fatalf("serve: %v", err)
 	}
 	if len(got) != len(jobs) {

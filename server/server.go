@@ -250,7 +250,7 @@ func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fet
 		}
 		return decodeJob(rawBytes(raw)), nil
 	}
-	return s.serve(stream.Context(), recv, stream.Send, stream.SetTrailer, nil)
+	return s.serve(stream.Context(), recv, stream.Send, stream.SetTrailer, nil, false)
 }
 
 // announce returns the header every Fetch stream opens with.
@@ -283,7 +283,7 @@ func (s *Server) fetchBatch(next func() (inbound, bool), opts *fetchv1.StreamOpt
 	if opts == nil {
 		opts = &fetchv1.StreamOptions{}
 	}
-	return s.serve(stream.Context(), recv, send, stream.SetTrailer, opts)
+	return s.serve(stream.Context(), recv, send, stream.SetTrailer, opts, false)
 }
 
 // fetch runs one job, turning a panic into the job's internal error. It

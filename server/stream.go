@@ -53,6 +53,10 @@ type stream struct {
 	// caller names the stream's caller in its jobs' dedup keys, so that
 	// only its own jobs share a fetch; "" when dedup crosses callers.
 	caller string
+	// local is set for a stream of [Server.ServeLocal]: the messages it
+	// sends are handed over in memory, not encoded, so none may share a
+	// buffer the server goes on using.
+	local bool
 
 	// The caller's shares of the server's body and job memory, held for
 	// the stream's life.
@@ -76,7 +80,9 @@ type stream struct {
 // serve runs one stream: jobs come from recv until io.EOF, results go to
 // send, and only the calling goroutine calls send and setTrailer. opts, when non-nil, are
 // the stream options of a batch; otherwise they come from the first job.
-func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send func(*fetchv1.FetchResponse) error, setTrailer func(metadata.MD), opts *fetchv1.StreamOptions) error {
+// local is set for [Server.ServeLocal]: the server touches no message once
+// it is sent.
+func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send func(*fetchv1.FetchResponse) error, setTrailer func(metadata.MD), opts *fetchv1.StreamOptions, local bool) error {
 	start := time.Now()
 	s.metrics.streams.Inc()
 	defer s.metrics.streams.Dec()
@@ -94,6 +100,7 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 		lanes:    make(map[string]*lane),
 		results:  make(chan *outgoing, 2*s.opts.streamWindow),
 		stopRecv: stopRecv,
+		local:    local,
 	}
 	caller := s.opts.caller(callCtx)
 	st.bodyMem, st.jobMem = s.bodies.caller(caller), s.jobs.caller(caller)
@@ -132,6 +139,13 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 				sum.unanswered = int(st.read.Load()) - sum.jobs
 				return s.finish(callCtx, start, &sum, recvErr, sendErr, unread)
 			}
+			failed := false
+			if o.chunk == nil {
+				// Before send: a sent message is no longer the server's
+				// to read (see ServeLocal).
+				s.metrics.result(o.resp)
+				failed = o.resp.GetError() != nil
+			}
 			sending := sendErr == nil
 			if sending {
 				if err := send(o.resp); err != nil {
@@ -146,9 +160,8 @@ func (s *Server) serve(ctx context.Context, recv func() (inbound, error), send f
 			}
 			st.bodyMem.Release(o.held)
 			st.jobMem.Release(o.job)
-			s.metrics.result(o.resp)
 			if sending && sendErr == nil {
-				sum.add(o.resp) // sent
+				sum.add(failed) // sent
 			}
 			<-st.window
 		case err := <-recvDone:
@@ -297,9 +310,10 @@ type summary struct {
 	unanswered       int
 }
 
-func (m *summary) add(r *fetchv1.FetchResponse) {
+// add counts a result sent, failed if it carries an error.
+func (m *summary) add(failed bool) {
 	m.jobs++
-	if r.GetError() != nil {
+	if failed {
 		m.errors++
 	} else {
 		m.ok++

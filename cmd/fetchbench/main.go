@@ -8,6 +8,8 @@
 // in-process baseline (an errgroup of goroutines sharing one http.Client):
 //
 //   - throughput: 50,000 jobs of a 1 KiB body at concurrency 64;
+//   - embedded: the throughput workload through the fetchd engine embedded
+//     in this process (client.NewEmbedded), no fetchd process;
 //   - latency: 10,000 jobs of a 100 ms response at concurrency 1,000;
 //   - scale: 1,000,000 small jobs in one stream, with memory at 100k and 1M;
 //   - ttfr: the time to the first result when one fast job follows 999 slow;

@@ -180,7 +180,7 @@ func (rp *report) tables() (all, first, memory, bodies table) {
 // ratio against the baseline, and the range of the rate or time ratio.
 func (rp *report) summaries() []string {
 	var out []string
-	for _, w := range []string{"throughput", "latency"} {
+	for _, w := range []string{"throughput", "embedded", "latency"} {
 		var ratios, cpuF, cpuC []float64
 		var kind ratioKind
 		label := ""
@@ -204,6 +204,12 @@ func (rp *report) summaries() []string {
 		what := "rate"
 		if kind == ratioTime {
 			what = "wall time"
+		}
+		if w == "embedded" {
+			// No fetchd process: the client's CPU is the engine's too.
+			out = append(out, fmt.Sprintf("%s, median of %d runs: %.2f× the baseline's %s (runs %.2f-%.2f); CPU per job against the baseline's: %.2f× (engine and client, one process)",
+				label, len(ratios), median(ratios), what, slices.Min(ratios), slices.Max(ratios), median(cpuC)))
+			continue
 		}
 		out = append(out, fmt.Sprintf("%s, median of %d runs: %.2f× the baseline's %s (runs %.2f-%.2f); CPU per job against the baseline's: fetchd %.2f×, client %.2f×",
 			label, len(ratios), median(ratios), what, slices.Min(ratios), slices.Max(ratios), median(cpuF), median(cpuC)))

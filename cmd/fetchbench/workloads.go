@@ -13,7 +13,7 @@ import (
 )
 
 // workloadNames are the workloads, in the order they run.
-var workloadNames = []string{"throughput", "latency", "scale", "ttfr", "sweep", "bodies"}
+var workloadNames = []string{"throughput", "embedded", "latency", "scale", "ttfr", "sweep", "bodies"}
 
 // sizes are the job counts and concurrencies of the workloads.
 type sizes struct {
@@ -113,6 +113,8 @@ func (b *bench) run(ctx context.Context, name string) ([]row, error) {
 	case "throughput":
 		return b.repeat(ctx, row{workload: name, label: fmt.Sprintf("throughput, %d B body", sz.throughputBody), conc: sz.throughputConc, ratio: ratioRate},
 			load{n: sz.throughputJobs, url: b.sizeURL(sz.throughputBody)})
+	case "embedded":
+		return b.embedded(ctx)
 	case "latency":
 		return b.repeat(ctx, row{workload: name, label: fmt.Sprintf("latency-bound, %v response", sz.latencyDelay), conc: sz.latencyConc, ratio: ratioTime},
 			load{n: sz.latencyJobs, url: b.delayURL(sz.latencyDelay)})
@@ -300,7 +302,7 @@ func (b *bench) fetchdRun(ctx context.Context, c *client.Client, fd *process, na
 	errs := 0
 	for r, err := range c.Fetch(ctx, l.jobs()) {
 		if err != nil {
-			if fd.exited() {
+			if fd != nil && fd.exited() {
 				return side{}, fmt.Errorf("fetchd died: %w\n%s", err, fd.logTail())
 			}
 			return side{}, fmt.Errorf("fetchd: %w", err)
