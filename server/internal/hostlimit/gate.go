@@ -7,8 +7,8 @@ import (
 )
 
 // A gate caps the fetches in flight to one host at a limit that may change
-// while fetches wait or run: a semaphore like [semaphore.Weighted] of
-// weight 1 whose size is read at each start. Waiters start in arrival
+// while fetches wait or run: a semaphore like x/sync's semaphore.Weighted,
+// of weight 1, whose size is read at each start. Waiters start in arrival
 // order. Lowering the limit cancels nothing: fetches in flight above it go
 // on, and none starts until fewer than the limit are in flight.
 type gate struct {
@@ -20,17 +20,17 @@ type gate struct {
 }
 
 // acquire waits until fewer than the limit are in flight and no earlier
-// waiter is left, then counts one more in flight.
+// waiter is left, then counts one more in flight. A ctx done already
+// fails it, as it fails Weighted.Acquire.
 func (g *gate) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	g.mu.Lock()
 	if g.held < g.limit() && g.waiters.Len() == 0 {
 		g.held++
 		g.mu.Unlock()
 		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		g.mu.Unlock()
-		return err
 	}
 	ready := make(chan struct{})
 	elem := g.waiters.PushBack(ready)

@@ -140,6 +140,14 @@ func TestShareCancel(t *testing.T) {
 		if got := inFlightCap(t, h, 2); got != 1 {
 			t.Errorf("after a cancelled wait: %d in flight, want 1", got)
 		}
+		done, cancelDone := context.WithCancel(ctx)
+		cancelDone()
+		if err := h.Acquire(done); err == nil {
+			t.Error("Acquire with a context done already succeeded")
+		}
+		if got := inFlightCap(t, h, 2); got != 1 {
+			t.Errorf("after an Acquire with a context done: %d in flight, want 1", got)
+		}
 	})
 }
 
