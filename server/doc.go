@@ -127,4 +127,5 @@ package server
 //
 // The per-host limiter is server/internal/hostlimit: the server keeps one
 // registry of hosts shared by all streams, a stream with lower per-host
-// limits of its own a second one.
+// limits of its own a second one. [Server.SetHostShare] divides the shared
+// registry's limits by the number of replicas serving the same callers.

@@ -11,16 +11,17 @@ import (
 // metrics are the fetch metrics of a [Server]. They are always kept (a few
 // atomic adds per job) and exported when registered with [WithMetrics].
 type metrics struct {
-	jobs     []prometheus.Counter     // fetchd_jobs_total by error code; [0] is ok
-	duration *prometheus.HistogramVec // fetchd_fetch_duration_seconds{outcome}
-	okDur    prometheus.Observer
-	errDur   prometheus.Observer
-	inFlight prometheus.Gauge     // fetchd_fetches_in_flight
-	poolWait prometheus.Histogram // fetchd_pool_wait_seconds
-	bytes    prometheus.Counter   // fetchd_fetched_bytes_total
-	blocked  prometheus.Counter   // fetchd_egress_blocked_total
-	streams  prometheus.Gauge     // fetchd_streams_in_flight
-	jobsVec  *prometheus.CounterVec
+	jobs      []prometheus.Counter     // fetchd_jobs_total by error code; [0] is ok
+	duration  *prometheus.HistogramVec // fetchd_fetch_duration_seconds{outcome}
+	okDur     prometheus.Observer
+	errDur    prometheus.Observer
+	inFlight  prometheus.Gauge     // fetchd_fetches_in_flight
+	poolWait  prometheus.Histogram // fetchd_pool_wait_seconds
+	bytes     prometheus.Counter   // fetchd_fetched_bytes_total
+	blocked   prometheus.Counter   // fetchd_egress_blocked_total
+	streams   prometheus.Gauge     // fetchd_streams_in_flight
+	hostShare prometheus.Gauge     // fetchd_host_share
+	jobsVec   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -55,7 +56,12 @@ func newMetrics() *metrics {
 			Name: "fetchd_streams_in_flight",
 			Help: "Fetch and FetchBatch calls being served.",
 		}),
+		hostShare: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fetchd_host_share",
+			Help: "Replicas that share each host's -host-concurrency and -host-rate (-peers): this one allows max(1, cap/share) in flight and rate/share per host.",
+		}),
 	}
+	m.hostShare.Set(1)
 	m.okDur = m.duration.WithLabelValues("ok")
 	m.errDur = m.duration.WithLabelValues("error")
 	// Resolve every label once, so that counting a job is one atomic add,
@@ -75,7 +81,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.jobsVec, m.duration, m.inFlight, m.poolWait, m.bytes, m.blocked, m.streams}
+	return []prometheus.Collector{m.jobsVec, m.duration, m.inFlight, m.poolWait, m.bytes, m.blocked, m.streams, m.hostShare}
 }
 
 // result records a job's result.

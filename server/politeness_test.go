@@ -47,7 +47,13 @@ func serveFake(t *testing.T, up *fakeUpstream, opts *fetchv1.StreamOptions, jobs
 	t.Helper()
 	s := New(append([]Option{WithLogger(quiet), WithDedup(false)}, sopts...)...)
 	defer s.Close()
-	s.testHookFetch = up.fetch
+	return serveFakeOn(t, s, up.fetch, opts, jobs)
+}
+
+// serveFakeOn is serveFake on the Server s, with fetches answered by fetch.
+func serveFakeOn(t *testing.T, s *Server, fetch func(context.Context, *fetcher.Job, *fetchv1.FetchResponse), opts *fetchv1.StreamOptions, jobs []*fetchv1.FetchRequest) map[uint64]*fetchv1.FetchResponse {
+	t.Helper()
+	s.testHookFetch = fetch
 	next := 0
 	recv := func() (inbound, error) {
 		if next == len(jobs) {

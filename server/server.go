@@ -218,6 +218,21 @@ func (s *Server) JobMemory() int64 { return s.opts.jobMemory }
 // ([Config.RequestMemory], resolved).
 func (s *Server) RequestMemory() int64 { return s.opts.requestMemory }
 
+// SetHostShare makes the server's per-host limits this replica's share of
+// n replicas that fetch for the same callers: each host's cap becomes
+// max(1, [Config.HostConcurrency]/n) fetches in flight and its rate
+// [Config.HostRate]/n, so that n replicas together keep within the limits
+// while n is at most HostConcurrency. n below 1 counts as 1, the whole
+// limits, as before any call. It applies to the next fetch to start, on
+// streams running and new: fetches in flight above a lowered cap go on,
+// nothing is cancelled. A stream's own host_concurrency and host_rate still
+// apply on top. The share is exported as fetchd_host_share.
+func (s *Server) SetHostShare(n int) {
+	n = max(n, 1)
+	s.hosts.SetShare(n)
+	s.metrics.hostShare.Set(float64(n))
+}
+
 // Drain makes every stream, current and future, stop reading jobs, fetch
 // and answer every job it has read (started or queued), and end: with OK if
 // its caller had half-closed, else with codes.Unavailable and the

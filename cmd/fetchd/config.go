@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fetchd/fetchd/cmd/fetchd/internal/callerlimit"
+	"github.com/fetchd/fetchd/cmd/fetchd/internal/peers"
 	"github.com/fetchd/fetchd/cmd/fetchd/internal/recvlimit"
 	"github.com/fetchd/fetchd/server"
 )
@@ -46,6 +47,8 @@ type config struct {
 	maxConnectionsPerIP  int
 	logFormat            string
 	logLevel             slog.Level
+	peers                string // -peers: the DNS name, from dns:///NAME:PORT
+	peersInterval        time.Duration
 }
 
 // envName is the environment fallback of a flag: FETCHD_ and its name in
@@ -107,6 +110,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&cfg.rateBurst, "rate-burst", 20, "calls a caller may make at once above -rate-limit")
 	fs.IntVar(&cfg.maxConnections, "max-connections", 1024, "most client connections open at once; when full, a new connection takes the slot of the one idle longest (no fetch stream in progress; those that never began a call first), and is refused only if every one has a fetch in progress (0: no limit)")
 	fs.IntVar(&cfg.maxConnectionsPerIP, "max-connections-per-ip", 0, "most client connections open at once from one IP address, with the same eviction as -max-connections (0: a quarter of -max-connections, at least 1; no limit if -max-connections is 0)")
+	fs.Func("peers", "share each host's -host-concurrency and -host-rate with the other replicas: this `dns:///NAME:PORT` (a headless Service) has one address per replica, and each allows max(1, cap/N) in flight and rate/N per host, N the number of addresses, looked up before serving and every -peers-interval (empty: off, N = 1)", func(v string) error {
+		if v == "" {
+			cfg.peers = "" // off, over FETCHD_PEERS too
+			return nil
+		}
+		name, err := peers.ParseTarget(v)
+		cfg.peers = name
+		return err
+	})
+	fs.DurationVar(&cfg.peersInterval, "peers-interval", peers.DefaultInterval, "how often -peers is looked up again; a failed lookup keeps the last N")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -202,6 +215,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("-max-connections %d: must not be negative", cfg.maxConnections)
 	case cfg.maxConnectionsPerIP < 0:
 		return nil, fmt.Errorf("-max-connections-per-ip %d: must not be negative", cfg.maxConnectionsPerIP)
+	case cfg.peersInterval <= 0:
+		return nil, fmt.Errorf("-peers-interval %v: must be positive", cfg.peersInterval)
 	case cfg.logFormat != "text" && cfg.logFormat != "json":
 		return nil, fmt.Errorf("-log-format %q: must be text or json", cfg.logFormat)
 	}

@@ -32,6 +32,8 @@ var flagEnv = []struct{ flag, env string }{
 	{"http-listen", "FETCHD_HTTP_LISTEN"},
 	{"log-format", "FETCHD_LOG_FORMAT"},
 	{"log-level", "FETCHD_LOG_LEVEL"},
+	{"peers", "FETCHD_PEERS"},
+	{"peers-interval", "FETCHD_PEERS_INTERVAL"},
 }
 
 // usageFlag matches a flag's first line in the usage text.
@@ -98,6 +100,9 @@ func TestBadConfig(t *testing.T) {
 		{"env negative receive limit", []string{"FETCHD_MAX_RECV_MSG_BYTES=-1"}, nil, "-max-recv-msg-bytes -1"},
 		{"receive memory under one message", nil, []string{"-max-recv-msg-bytes", "8388608", "-recv-memory", "4194304"}, "-recv-memory 4194304 cannot hold one message at -max-recv-msg-bytes 8388608"},
 		{"negative streams", nil, []string{"-max-concurrent-streams", "-1"}, `invalid value "-1" for flag -max-concurrent-streams`},
+		{"peers without dns:///", nil, []string{"-peers", "fetchd-headless:50051"}, `invalid value "fetchd-headless:50051" for flag -peers: "fetchd-headless:50051": peers target must be dns:///NAME`},
+		{"env peers with an authority", []string{"FETCHD_PEERS=dns://10.0.0.10/fetchd-headless:50051"}, nil, `FETCHD_PEERS="dns://10.0.0.10/fetchd-headless:50051"`},
+		{"zero peers interval", nil, []string{"-peers-interval", "0s"}, "-peers-interval 0s: must be positive"},
 		{"unknown flag", nil, []string{"-nope"}, "flag provided but not defined: -nope"},
 		{"argument", nil, []string{"serve"}, `unexpected arguments: ["serve"]`},
 		{"bad listen address", nil, []string{"-listen", "127.0.0.1:99999"}, "fetchd: listen: "},
@@ -141,6 +146,7 @@ func TestEnv(t *testing.T) {
 		{name: "concurrency", env: []string{"FETCHD_CONCURRENCY=7"}, wantLog: "concurrency=7 "},
 		{name: "flag wins", env: []string{"FETCHD_CONCURRENCY=7"}, args: []string{"-concurrency", "3"}, wantLog: "concurrency=3 "},
 		{name: "listen flag wins", env: []string{"FETCHD_LISTEN=256.0.0.0:1"}, wantLog: "addr=127.0.0.1:"},
+		{name: "peers", env: []string{"FETCHD_PEERS=dns:///localhost:50051"}, wantLog: "msg=peers name=localhost n="},
 		{name: "json log", env: []string{"FETCHD_LOG_FORMAT=json"}, wantLog: `"msg":"fetchd listening"`},
 	}
 	for _, tt := range tests {

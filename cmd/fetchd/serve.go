@@ -104,6 +104,7 @@ func serve(ctx context.Context, cfg *config, getenv func(string) string, logger 
 	defer fs.Close()
 	memLimit, restore := setMemoryLimit(getenv, fs.BodyMemory(), logger)
 	defer restore()
+	defer watchPeers(ctx, cfg.peers, cfg.peersInterval, nil, fs, logger)()
 
 	gs := grpc.NewServer(grpcOpts...)
 	fs.Register(gs)

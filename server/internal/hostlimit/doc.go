@@ -8,4 +8,8 @@
 // bounded by the hosts in use. The server keeps one Registry shared by all
 // streams; a stream that asks for lower per-host limits of its own keeps a
 // second one.
+//
+// [Registry.SetShare] divides a registry's cap and rate by the number of
+// replicas that share each host's limits, at run time: a host's cap is a
+// gate whose size is read at each start rather than a fixed semaphore.
 package hostlimit

@@ -3,9 +3,9 @@ package hostlimit
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/fetchd/fetchd/internal/retry"
@@ -14,11 +14,14 @@ import (
 // Registry holds the state of the hosts in use. The zero value is not
 // usable; call [NewRegistry].
 type Registry struct {
-	perHost int        // fetches in flight per host; 0: no cap
-	rate    rate.Limit // requests per second per host; 0: no limit
-	burst   int
+	perHost int     // fetches in flight per host before the share; 0: no cap
+	rate    float64 // requests per second per host before the share; 0: no limit
 
-	mu    sync.Mutex // guards hosts, kept and Host.refs
+	// share divides perHost and rate ([Registry.SetShare]); at least 1.
+	// Written with mu held, read without it.
+	share atomic.Int64
+
+	mu    sync.Mutex // guards hosts, kept, share's writes and Host.refs
 	hosts map[string]*Host
 	kept  int // hosts kept with state since the last sweep
 }
@@ -26,20 +29,61 @@ type Registry struct {
 // NewRegistry returns a registry capping each host at perHost fetches in
 // flight (0: no cap) and perSecond requests a second (0: no limit).
 func NewRegistry(perHost int, perSecond float64) *Registry {
-	return &Registry{
+	r := &Registry{
 		perHost: max(perHost, 0),
-		rate:    rate.Limit(perSecond),
-		burst:   max(1, int(perSecond)),
+		rate:    perSecond,
 		hosts:   map[string]*Host{},
 	}
+	r.share.Store(1)
+	return r
+}
+
+// SetShare makes the registry this replica's share of n: each host's cap
+// becomes max(1, perHost/n) fetches in flight (integer division) and its
+// rate perSecond/n, for hosts in use and new ones alike. n below 1 counts
+// as 1, the whole limits. The next fetch to start sees the new limits:
+// fetches in flight above a lowered cap go on, and waiters that a raised
+// cap allows start at once.
+func (r *Registry) SetShare(n int) {
+	n = max(n, 1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if int64(n) == r.share.Load() {
+		return
+	}
+	r.share.Store(int64(n))
+	limit, burst := r.hostRate()
+	for _, h := range r.hosts {
+		if h.limiter != nil {
+			h.limiter.SetLimit(limit)
+			h.limiter.SetBurst(burst)
+		}
+		if h.fetchCap != nil {
+			h.fetchCap.limitChanged()
+		}
+	}
+}
+
+// Share returns the share set by [Registry.SetShare]; 1 by default.
+func (r *Registry) Share() int { return int(r.share.Load()) }
+
+// hostCap returns the fetches in flight allowed per host now, perHost > 0.
+func (r *Registry) hostCap() int {
+	return max(1, r.perHost/int(r.share.Load()))
+}
+
+// hostRate returns the rate and burst of a host's bucket now, rate > 0.
+func (r *Registry) hostRate() (rate.Limit, int) {
+	perSecond := r.rate / float64(r.share.Load())
+	return rate.Limit(perSecond), max(1, int(perSecond))
 }
 
 // Host is the shared state of one host.
 type Host struct {
 	name     string
-	fetchCap *semaphore.Weighted // caps fetches in flight to the host; nil: no cap
-	limiter  *rate.Limiter       // nil: no rate limit
-	refs     int                 // holders, guarded by Registry.mu
+	fetchCap *gate         // caps fetches in flight to the host; nil: no cap
+	limiter  *rate.Limiter // nil: no rate limit
+	refs     int           // holders, guarded by Registry.mu
 
 	mu          sync.Mutex // guards pausedUntil
 	pausedUntil time.Time
@@ -53,10 +97,10 @@ func (r *Registry) Get(name string) *Host {
 	if h == nil {
 		h = &Host{name: name}
 		if r.perHost > 0 {
-			h.fetchCap = semaphore.NewWeighted(int64(r.perHost))
+			h.fetchCap = &gate{limit: r.hostCap}
 		}
 		if r.rate > 0 {
-			h.limiter = rate.NewLimiter(r.rate, r.burst)
+			h.limiter = rate.NewLimiter(r.hostRate())
 		}
 		r.hosts[name] = h
 	}
@@ -118,13 +162,13 @@ func (h *Host) Acquire(ctx context.Context) error {
 	if h.fetchCap == nil {
 		return ctx.Err()
 	}
-	return h.fetchCap.Acquire(ctx, 1)
+	return h.fetchCap.acquire(ctx)
 }
 
 // Release frees a slot taken by Acquire.
 func (h *Host) Release() {
 	if h.fetchCap != nil {
-		h.fetchCap.Release(1)
+		h.fetchCap.release()
 	}
 }
 
