@@ -272,7 +272,7 @@ func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fet
 func (s *Server) announce() metadata.MD {
 	return metadata.Pairs(
 		HeaderConcurrency, strconv.Itoa(s.opts.concurrency),
-		HeaderHostConcurrency, strconv.Itoa(s.opts.hostConcurrency),
+		HeaderHostConcurrency, strconv.Itoa(s.hosts.Cap()),
 	)
 }
 

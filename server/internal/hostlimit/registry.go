@@ -67,6 +67,15 @@ func (r *Registry) SetShare(n int) {
 // Share returns the share set by [Registry.SetShare]; 1 by default.
 func (r *Registry) Share() int { return int(r.share.Load()) }
 
+// Cap returns the fetches in flight allowed per host now, with the share
+// applied; 0 means no cap.
+func (r *Registry) Cap() int {
+	if r.perHost <= 0 {
+		return 0
+	}
+	return r.hostCap()
+}
+
 // hostCap returns the fetches in flight allowed per host now, perHost > 0.
 func (r *Registry) hostCap() int {
 	return max(1, r.perHost/int(r.share.Load()))
