@@ -122,9 +122,17 @@ func TestAffinityFailover(t *testing.T) {
 	c := newClient(t, target, client.WithWindow(120))
 	addrs := strings.Split(target, ",")
 	victim := bs[0]
+	// Three hosts per replica, first come one of each in turn: an even
+	// split, which the router's load bound leaves as it is.
 	victimHosts := upstreamsAt(t, ownedHosts(t, addrs, victim.addr, 40, 3))
-	ups := append(upstreamsAt(t, ownedHosts(t, addrs, bs[1].addr, 40, 3)), victimHosts...)
-	ups = append(ups, upstreamsAt(t, ownedHosts(t, addrs, bs[2].addr, 40, 3))...)
+	others := [][]*testupstream.Upstream{
+		upstreamsAt(t, ownedHosts(t, addrs, bs[1].addr, 40, 3)),
+		upstreamsAt(t, ownedHosts(t, addrs, bs[2].addr, 40, 3)),
+	}
+	var ups []*testupstream.Upstream
+	for i := range 3 {
+		ups = append(ups, victimHosts[i], others[0][i], others[1][i])
+	}
 	const n = 600
 	jobs := make([]*client.Job, n)
 	for i := range jobs {
@@ -165,16 +173,18 @@ func TestSlowBackendDoesNotStallOthers(t *testing.T) {
 	fast := startBackend(t)
 	addrs := []string{slow.addr, fast.addr}
 	c := newClient(t, strings.Join(addrs, ","), client.WithWindow(64))
-	slowUp := upstreamsAt(t, ownedHosts(t, addrs, slow.addr, 60, 1))[0]
-	fastUps := upstreamsAt(t, ownedHosts(t, addrs, fast.addr, 60, 4))
+	// Two hosts per replica, an even split, which the router's load
+	// bound leaves as it is.
+	slowUps := upstreamsAt(t, ownedHosts(t, addrs, slow.addr, 60, 2))
+	fastUps := upstreamsAt(t, ownedHosts(t, addrs, fast.addr, 60, 2))
 	// One job in ten is the stalled replica's: 40 of them, inside the
 	// window, interleaved with the fast replica's 360.
 	const n, fastJobs = 400, 360
 	jobs := make([]*client.Job, n)
 	for i := range jobs {
-		up := fastUps[i%len(fastUps)]
+		up := fastUps[i%2]
 		if i%10 == 9 {
-			up = slowUp
+			up = slowUps[(i/10)%2]
 		}
 		jobs[i] = client.Get(fmt.Sprintf("%s/?i=%d", up.URL, i))
 	}

@@ -120,11 +120,9 @@ func (c *Client) run(ctx context.Context, jobs iter.Seq[*Job], ordered bool, yie
 		pending:   make(map[uint64]*pendingJob, w),
 		backends:  make(map[string]*member, len(addrs)),
 	}
-	for _, a := range addrs {
-		if err := cl.addBackend(ctx, &wg, a); err != nil {
-			yield(nil, err)
-			return
-		}
+	if err := cl.addBackends(ctx, &wg, addrs...); err != nil {
+		yield(nil, err)
+		return
 	}
 	wg.Go(func() { cl.feed(ctx, jobs) })
 	if c.members != nil {

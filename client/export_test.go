@@ -20,11 +20,13 @@ func OpenConns(c *Client) []string {
 }
 
 // Owner returns which of addrs a call with host affinity sends host's jobs
-// to, all of them taking jobs.
+// to when they are its only host (its first choice).
 func Owner(addrs []string, host string) string {
 	r := newRouter(true)
 	for _, a := range addrs {
 		r.join(a)
 	}
-	return r.owner(&hostQueue{name: host, hash: hashString(host)}).addr
+	h := &hostQueue{name: host, hash: hashString(host)}
+	r.hosts[host] = h
+	return r.owner(h).addr
 }

@@ -7,22 +7,36 @@ import (
 	"time"
 )
 
-// addBackend adds the backend at addr to the call and starts serving it
-// on wg.
-func (cl *call) addBackend(ctx context.Context, wg *sync.WaitGroup, addr string) error {
-	b, err := cl.c.acquire(addr)
-	if err != nil {
-		return err
+// addBackends adds the backends at addrs to the call, then starts serving
+// them on wg: all are counted live before any can be given up.
+func (cl *call) addBackends(ctx context.Context, wg *sync.WaitGroup, addrs ...string) error {
+	type added struct {
+		b backend
+		m *member
 	}
-	m := cl.router.join(addr)
+	var as []added
+	for _, addr := range addrs {
+		b, err := cl.c.acquire(addr)
+		if err != nil {
+			for _, a := range as {
+				cl.c.release(a.b)
+			}
+			return err
+		}
+		as = append(as, added{b, cl.router.join(addr)})
+	}
 	cl.mu.Lock()
-	cl.backends[addr] = m
-	cl.live++
+	for _, a := range as {
+		cl.backends[a.b.addr] = a.m
+		cl.live++
+	}
 	cl.mu.Unlock()
-	wg.Go(func() {
-		defer cl.c.release(b) // once its jobs are answered
-		cl.serveBackend(ctx, b, m)
-	})
+	for _, a := range as {
+		wg.Go(func() {
+			defer cl.c.release(a.b) // once its jobs are answered
+			cl.serveBackend(ctx, a.b, a.m)
+		})
+	}
 	return nil
 }
 
@@ -52,14 +66,17 @@ func (cl *call) follow(ctx context.Context, wg *sync.WaitGroup, changed <-chan s
 // is never left without one.
 func (cl *call) apply(ctx context.Context, wg *sync.WaitGroup, addrs []string) {
 	keep := make(map[string]bool, len(addrs))
+	var fresh []string
+	cl.mu.Lock()
 	for _, a := range addrs {
 		keep[a] = true
-		cl.mu.Lock()
-		_, had := cl.backends[a]
-		cl.mu.Unlock()
-		if !had && cl.addBackend(ctx, wg, a) != nil {
-			return // the client is closed
+		if _, had := cl.backends[a]; !had {
+			fresh = append(fresh, a)
 		}
+	}
+	cl.mu.Unlock()
+	if cl.addBackends(ctx, wg, fresh...) != nil {
+		return // the client is closed
 	}
 	cl.mu.Lock()
 	var gone []*member

@@ -1,8 +1,11 @@
 package client
 
 import (
+	"cmp"
 	"hash/fnv"
+	"math"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -11,9 +14,11 @@ import (
 //
 // With host affinity (the default) every job of a host goes to one backend,
 // the host's owner: the live backend that ranks first for the host by
-// rendezvous hashing ([owner]). Every client that sees the same backends
-// picks the same owner, so fetchd's per-host cap, rate and pause, which
-// each replica keeps for itself, hold across replicas. A host stays with
+// rendezvous hashing, unless that one already owns 5% more than its share
+// of the call's hosts ([router.assign]). So fetchd's per-host cap, rate
+// and pause, which each replica keeps for itself, hold across replicas,
+// and with many hosts every client that sees the same backends picks the
+// same owner for almost every host. A host stays with
 // the backend that has its jobs in flight: when its owner changes (a
 // backend fails, drains, joins or leaves), its next job waits until those
 // are answered (or resubmitted), then goes to the new owner, so that a host
@@ -56,6 +61,7 @@ type member struct {
 	inflight   int  // jobs sent to it and not answered
 	credit     int  // spread: most jobs in flight; 0 means no limit
 	hostCredit int  // affinity: most jobs of one host in flight; 0 means no limit
+	hosts      int  // affinity: hosts it owns
 	ready      []*hostQueue
 }
 
@@ -63,6 +69,7 @@ type member struct {
 type hostQueue struct {
 	name     string
 	hash     uint64
+	owner    *member // the backend it goes to; nil until assigned
 	at       *member // where its jobs in flight are (or were last)
 	inflight int
 	queue    fifo
@@ -196,20 +203,64 @@ func (r *router) kick(h *hostQueue) {
 	o.signal()
 }
 
-// owner returns the backend that ranks first for h among those that may
-// take jobs (rendezvous hashing), or nil.
+// owner returns h's backend, assigning it one if it has none.
 func (r *router) owner(h *hostQueue) *member {
-	var best *member
-	var bestScore uint64
+	if h.owner == nil {
+		r.assign(h)
+	}
+	return h.owner
+}
+
+// assign gives h the backend that ranks first for it by rendezvous hashing
+// among those that may take jobs and own fewer than their bound of the
+// call's hosts: (1 + loadSlack) times an even share, rounded up
+// (consistent hashing with bounded loads). With many hosts a host almost
+// always gets its first choice, the same in every call and client that
+// sees the same backends; the bound keeps an unlucky draw from piling a
+// third more of the hosts on one backend.
+func (r *router) assign(h *hostQueue) {
+	live := 0
+	for _, m := range r.members {
+		if m.routable && !m.removed {
+			live++
+		}
+	}
+	if live == 0 {
+		return
+	}
+	bound := int(math.Ceil((1 + loadSlack) * float64(len(r.hosts)) / float64(live)))
+	var best, first *member
+	var bestScore, firstScore uint64
 	for _, m := range r.members {
 		if !m.routable || m.removed {
 			continue
 		}
-		if s := mix(h.hash ^ m.hash); best == nil || s > bestScore {
+		s := mix(h.hash ^ m.hash)
+		if first == nil || s > firstScore {
+			first, firstScore = m, s
+		}
+		if m.hosts < bound && (best == nil || s > bestScore) {
 			best, bestScore = m, s
 		}
 	}
-	return best
+	if best == nil {
+		best = first
+	}
+	h.owner = best
+	best.hosts++
+}
+
+// loadSlack is how far above an even share of a call's hosts a backend
+// may own: 5%, so that three replicas never run below 1/1.05 = 0.95 of
+// their joint pool for want of hosts when the hosts are many.
+const loadSlack = 0.05
+
+// unassign takes h's backend from it.
+func (h *hostQueue) unassign() {
+	if h.owner != nil {
+		h.owner.hosts--
+		h.owner = nil
+	}
 }
 
 // answered notes that job idx, sent, has its result.
@@ -256,6 +307,7 @@ func (r *router) settle(j *routedJob) {
 	}
 	h.inflight--
 	if h.inflight == 0 && h.queue.len() == 0 {
+		h.unassign()
 		delete(r.hosts, h.name)
 		return
 	}
@@ -289,7 +341,7 @@ func (r *router) setCredit(m *member, credit, hostCredit int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m.credit, m.hostCredit = credit, hostCredit
-	r.rebalance()
+	r.relist()
 }
 
 // hasWork reports whether m has jobs to send, or was removed.
@@ -311,18 +363,73 @@ func (r *router) hasWork(m *member) bool {
 	return len(m.ready) > 0
 }
 
-// rebalance rebuilds every ready list after the backends changed.
+// rebalance assigns every host anew and rebuilds the ready lists, after
+// the backends changed. The hosts that were on their first choice among
+// the backends now live are assigned first, so that they stay; then the
+// others (those of a backend that went, or whose first choice just
+// joined), each group in the order of their hashes, the same in every
+// call. A host whose backend changes moves once its jobs in flight are
+// answered.
 func (r *router) rebalance() {
+	r.clearReady()
+	type entry struct {
+		h    *hostQueue
+		stay bool // on its first choice
+	}
+	hosts := make([]entry, 0, len(r.hosts))
+	for _, h := range r.hosts {
+		hosts = append(hosts, entry{h, h.owner != nil && h.owner == r.firstChoice(h)})
+		h.unassign()
+	}
+	slices.SortFunc(hosts, func(a, b entry) int {
+		if a.stay != b.stay {
+			if a.stay {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.h.hash, b.h.hash)
+	})
+	for _, e := range hosts {
+		r.assign(e.h)
+		r.kick(e.h)
+	}
+	r.wakeAll()
+}
+
+// relist rebuilds the ready lists, the hosts' backends unchanged, after a
+// backend's credits changed.
+func (r *router) relist() {
+	r.clearReady()
+	for _, h := range r.hosts {
+		r.kick(h)
+	}
+	r.wakeAll()
+}
+
+func (r *router) clearReady() {
 	for _, m := range r.members {
 		for _, h := range m.ready {
 			h.inReady = false
 		}
 		m.ready = m.ready[:0]
 	}
-	for _, h := range r.hosts {
-		r.kick(h)
+}
+
+// firstChoice returns the backend that ranks first for h among those that
+// may take jobs, or nil.
+func (r *router) firstChoice(h *hostQueue) *member {
+	var best *member
+	var bestScore uint64
+	for _, m := range r.members {
+		if !m.routable || m.removed {
+			continue
+		}
+		if s := mix(h.hash ^ m.hash); best == nil || s > bestScore {
+			best, bestScore = m, s
+		}
 	}
-	r.wakeAll()
+	return best
 }
 
 func (r *router) wakeAll() {
