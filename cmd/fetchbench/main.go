@@ -16,7 +16,12 @@
 //   - sweep: the throughput workload at concurrency 8 to 1,024;
 //   - bodies: bodies of 100 MiB and 1 MiB, through fetchd in chunks of client.DefaultChunkBytes
 //     (a Fetch stream through the generated stubs) and through the
-//     baseline read to io.Discard, in bytes/s and peak RSS.
+//     baseline read to io.Discard, in bytes/s and peak RSS;
+//   - scaleout: 20,000 jobs of a 200 ms response over 240 hosts, through
+//     one call of the client over three fetchd replicas against the same
+//     through one replica, with fetchd's and the client's defaults: each
+//     replica's pool is the limit, and the host affinity must spread the
+//     hosts evenly.
 //
 // It prints a table (wall time, results/s, the ratio to the baseline, CPU
 // time per job of fetchd, of the client and of the baseline, peak RSS) and
@@ -46,6 +51,7 @@ import (
 	"regexp"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -138,7 +144,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	up, err := startProcess(ctx, "upstream", self, []string{"upstream", "-listen", "127.0.0.1:0",
+	up, err := startProcess(ctx, "upstream", self, []string{"upstream", "-listen", "127.0.0.1:0", "-hosts", strconv.Itoa(scaleHosts),
 		"-watch-stdin", "-lifetime", (*timeout + time.Minute).String()}, upstreamAddrRegex)
 	if err != nil {
 		return err

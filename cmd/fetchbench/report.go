@@ -145,12 +145,20 @@ type report struct {
 	plotTitle string
 }
 
-func (rp *report) tables() (all, first, memory, bodies table) {
+func (rp *report) tables() (all, first, memory, bodies, scale table) {
 	all.header = mainHeader
+	scale.header = []string{"workload", "what", "jobs", "wall, 3 replicas", "wall, 1 replica", "res/s, 3 replicas", "res/s, 1 replica", "ratio", "errors"}
 	bodies.header = bodiesHeader
 	first.header = []string{"side", "what", "fast job alone (median of 5)", "first result, fast job first", "first result, fast job last", "all done (fast job last)"}
 	memory.header = []string{"side", "at", "fetchd RSS", "fetchd peak", "client/baseline RSS", "client/baseline peak"}
 	for _, r := range rp.rows {
+		if r.workload == "scaleout" {
+			scale.rows = append(scale.rows, []string{r.workload, r.label, fmt.Sprint(r.fetchd.jobs),
+				fmtDur(r.fetchd.wall), fmtDur(r.baseline.wall),
+				fmt.Sprintf("%.0f", rate(r.fetchd)), fmt.Sprintf("%.0f", rate(r.baseline)), r.ratioCell(),
+				fmt.Sprintf("%d/%d", r.fetchd.errors, r.baseline.errors)})
+			continue
+		}
 		all.rows = append(all.rows, r.cells())
 		if r.workload == "bodies" {
 			bodies.rows = append(bodies.rows, r.bodyCells())
@@ -173,14 +181,14 @@ func (rp *report) tables() (all, first, memory, bodies table) {
 				"-", "-", fmtKiB(s.selfRSS), fmtKiB(s.selfHWM)})
 		}
 	}
-	return all, first, memory, bodies
+	return all, first, memory, bodies, scale
 }
 
 // summaries sums up the workloads run more than once: the median of each
 // ratio against the baseline, and the range of the rate or time ratio.
 func (rp *report) summaries() []string {
 	var out []string
-	for _, w := range []string{"throughput", "embedded", "latency"} {
+	for _, w := range []string{"throughput", "embedded", "latency", "scaleout"} {
 		var ratios, cpuF, cpuC []float64
 		var kind ratioKind
 		label := ""
@@ -205,6 +213,11 @@ func (rp *report) summaries() []string {
 		if kind == ratioTime {
 			what = "wall time"
 		}
+		if w == "scaleout" {
+			out = append(out, fmt.Sprintf("%s, median of %d runs: three replicas %.2f× one replica's rate (runs %.2f-%.2f)",
+				label, len(ratios), median(ratios), slices.Min(ratios), slices.Max(ratios)))
+			continue
+		}
 		if w == "embedded" {
 			// No fetchd process: the client's CPU is the engine's too.
 			out = append(out, fmt.Sprintf("%s, median of %d runs: %.2f× the baseline's %s (runs %.2f-%.2f); CPU per job against the baseline's: %.2f× (engine and client, one process)",
@@ -228,7 +241,7 @@ func median(v []float64) float64 {
 
 // text prints the tables for a terminal.
 func (rp *report) text(w io.Writer) {
-	all, first, memory, bodies := rp.tables()
+	all, first, memory, bodies, scale := rp.tables()
 	all.text(w)
 	for _, s := range rp.summaries() {
 		fmt.Fprintf(w, "\n%s\n", s)
@@ -245,12 +258,16 @@ func (rp *report) text(w io.Writer) {
 		fmt.Fprintln(w, "\nlarge bodies (fetchd in chunks of the Go client's default size, the baseline to io.Discard):")
 		bodies.text(w)
 	}
+	if len(scale.rows) > 0 {
+		fmt.Fprintln(w, "\nscale-out (three fetchd replicas against one, defaults; the ratio is three's rate over one's):")
+		scale.text(w)
+	}
 	fmt.Fprintf(w, "\ntotal %v\n", rp.elapsed.Round(time.Second))
 }
 
 // markdown writes the tables, the machine and the definitions.
 func (rp *report) markdown(w io.Writer, plot string) {
-	all, first, memory, bodies := rp.tables()
+	all, first, memory, bodies, scale := rp.tables()
 	fmt.Fprintf(w, "# fetchd benchmark\n\n")
 	fmt.Fprintf(w, "`%s`, %s, took %v.\n\n", rp.command, rp.started.UTC().Format("2006-01-02 15:04 MST"), rp.elapsed.Round(time.Second))
 	fmt.Fprintf(w, "Machine: %s, %d cores (GOMAXPROCS %d), Linux %s, %s.\n\n",
@@ -270,6 +287,10 @@ func (rp *report) markdown(w io.Writer, plot string) {
 	if len(bodies.rows) > 0 {
 		fmt.Fprintf(w, "\n## Large bodies\n\n")
 		bodies.markdown(w)
+	}
+	if len(scale.rows) > 0 {
+		fmt.Fprintf(w, "\n## Scale-out: three replicas against one\n\n")
+		scale.markdown(w)
 	}
 	if plot != "" {
 		fmt.Fprintf(w, "\n## Results/s against concurrency\n\n![results/s against concurrency, fetchd and the baseline](%s)\n", plot)
@@ -297,6 +318,11 @@ const notes = `
   The upstream's CPU is in none of them. All processes share the machine's cores.
 - **peak RSS**: fetchd's VmHWM (its own process per row, warm-up included); the client's and the
   baseline's are fetchbench's VmHWM, reset through /proc/self/clear_refs before each run.
+- **scale-out**: 20,000 GETs of a 200 ms response, round robin over 240 upstream hosts (loopback addresses
+  127.0.0.1 to 127.0.0.240, one upstream process), through one call of the client with its defaults over three
+  fetchd replicas with theirs (each its own process, a pool of 256, a host cap of 16), then over one. The pools
+  are the limit: the ratio is how close three replicas come to three times one, with the client routing each
+  host to one replica (so that the host caps hold across replicas) and balancing the hosts over them.
 - **bodies**: jobs of one large body each (` + "`/stream/N`" + `, written by the upstream as a repeated 64 KiB pattern).
   fetchd's side is one Fetch stream through the generated gRPC stubs with ` + "`stream_options.chunk_bytes`" + ` 1 MiB,
   counting every chunk's bytes and keeping none; the baseline reads each body to io.Discard. Every result is

@@ -124,6 +124,7 @@ func runUpstream(ctx context.Context, args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:0", "`address` to serve HTTP on")
 	lifetime := fs.Duration("lifetime", 10*time.Minute, "exit after this long whatever happens")
 	watchStdin := fs.Bool("watch-stdin", false, "exit when standard input reaches EOF")
+	hosts := fs.Int("hosts", 1, "also serve on the port of -listen at 127.0.0.2, 127.0.0.3, ... up to this many loopback addresses in all: as many upstream hosts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -139,6 +140,20 @@ func runUpstream(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("upstream: listen: %w", err)
 	}
+	listeners := []net.Listener{lis}
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(lis.Addr().String())
+	for i := 2; i <= *hosts; i++ {
+		l, err := net.Listen("tcp", net.JoinHostPort(loopbackHost(i), port))
+		if err != nil {
+			return fmt.Errorf("upstream: listen on host %d: %w", i, err)
+		}
+		listeners = append(listeners, l)
+	}
 	srv := &http.Server{
 		Handler:           newUpstream(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -146,16 +161,27 @@ func runUpstream(ctx context.Context, args []string, stderr io.Writer) error {
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
 	fmt.Fprintf(stderr, "%s%s\n", upstreamListening, lis.Addr())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
+	served := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { served <- srv.Serve(l) }()
+	}
 	select {
 	case err := <-served:
 		return fmt.Errorf("upstream: %w", err)
 	case <-ctx.Done():
 	}
 	srv.Close()
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("upstream: %w", err)
+	for range listeners {
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("upstream: %w", err)
+		}
 	}
 	return nil
+}
+
+// loopbackHost returns the i-th loopback address, from 1: 127.0.0.1,
+// ..., 127.0.0.254, 127.0.1.1, ...
+func loopbackHost(i int) string {
+	i--
+	return fmt.Sprintf("127.0.%d.%d", i/254, i%254+1)
 }

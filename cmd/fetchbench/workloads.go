@@ -13,7 +13,7 @@ import (
 )
 
 // workloadNames are the workloads, in the order they run.
-var workloadNames = []string{"throughput", "embedded", "latency", "scale", "ttfr", "sweep", "bodies"}
+var workloadNames = []string{"throughput", "embedded", "latency", "scale", "ttfr", "sweep", "bodies", "scaleout"}
 
 // sizes are the job counts and concurrencies of the workloads.
 type sizes struct {
@@ -28,6 +28,8 @@ type sizes struct {
 	sweepJobs                                      int
 	sweepConc                                      []int
 	bodies                                         []bodyRun // the bodies workload's rows
+	scaleoutJobs                                   int
+	scaleoutDelay                                  time.Duration
 }
 
 var fullSizes = sizes{
@@ -40,6 +42,7 @@ var fullSizes = sizes{
 		{size: 100 << 20, jobs: 16, conc: 1}, {size: 100 << 20, jobs: 16, conc: 8},
 		{size: 1 << 20, jobs: 512, conc: 8}, {size: 1 << 20, jobs: 512, conc: 32}, {size: 1 << 20, jobs: 512, conc: 64},
 	},
+	scaleoutJobs: 20_000, scaleoutDelay: 200 * time.Millisecond,
 }
 
 // shortSizes exercise every workload in seconds, for CI.
@@ -53,6 +56,7 @@ var shortSizes = sizes{
 		{size: 8 << 20, jobs: 4, conc: 1}, {size: 8 << 20, jobs: 8, conc: 8},
 		{size: 1 << 20, jobs: 64, conc: 8},
 	},
+	scaleoutJobs: 2000, scaleoutDelay: 50 * time.Millisecond,
 }
 
 // load is the jobs of one run: n GETs of url, the first of them of first
@@ -115,6 +119,8 @@ func (b *bench) run(ctx context.Context, name string) ([]row, error) {
 			load{n: sz.throughputJobs, url: b.sizeURL(sz.throughputBody)})
 	case "embedded":
 		return b.embedded(ctx)
+	case "scaleout":
+		return b.scaleout(ctx)
 	case "latency":
 		return b.repeat(ctx, row{workload: name, label: fmt.Sprintf("latency-bound, %v response", sz.latencyDelay), conc: sz.latencyConc, ratio: ratioTime},
 			load{n: sz.latencyJobs, url: b.delayURL(sz.latencyDelay)})
