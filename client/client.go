@@ -63,10 +63,10 @@ type Client struct {
 //
 //   - one gRPC target, such as "localhost:50051" or "unix:///run/fetchd.sock";
 //   - a comma-separated list of addresses, "10.0.0.1:50051,10.0.0.2:50051";
-//   - "dns:///name:port", resolved anew at the start of every call, each
-//     address a backend (a Kubernetes headless Service, for example); the
-//     connection to an address a resolution no longer returns is closed
-//     once no call uses it.
+//   - "dns:///name:port", resolved by gRPC's DNS resolver, each address a
+//     backend (a Kubernetes headless Service, for example), which running
+//     calls follow as it changes (see Many backends in the package doc);
+//   - "scheme:///name" for the scheme of a [WithResolver] resolver, alike.
 //
 // An address is host:port with a numeric port, or a URI whose scheme has a
 // registered gRPC resolver ("unix:///path", "dns://server/name:port",

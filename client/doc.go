@@ -105,10 +105,27 @@
 // # Many backends
 //
 // The target may name several fetchd replicas: a comma-separated list, or
-// "dns:///name:port" whose addresses are looked up at the start of every
-// call (the connection to an address no longer returned is closed once no
-// call uses it). A call opens one stream per backend and spreads its jobs over them:
-// each stream takes the next job when it is free to send, so faster
-// backends take more. When a backend dies its unanswered jobs move to the
-// others.
+// "dns:///name:port" (a Kubernetes headless Service, say), each address a
+// backend. A call opens one stream per backend and routes every job by its
+// URL's host ([WithHostAffinity]): all of a host's jobs go to one backend,
+// the first for the host by rendezvous hashing over the live backends
+// unless that one owns 5% more than its share of the call's hosts, so that
+// fetchd's per-host cap, rate and pauses hold across replicas and hosts
+// spread evenly. Each backend takes only what it can start soon: at most
+// twice the host cap it announces (the fetchd-concurrency and
+// fetchd-host-concurrency headers of its stream) per host, or, spread,
+// twice its pool; the rest waits in the client, and a slow backend holds up
+// only its own hosts. When a backend's stream breaks, or it drains, its
+// hosts move to their next backend in hash order, each once its jobs in
+// flight are answered or resubmitted, so a host is never at two backends of
+// a call at once.
+//
+// A dns:/// target is resolved by gRPC's DNS resolver, and running calls
+// follow it: every [WithResolveInterval] (30s; gRPC's resolver looks at
+// most every 30s) and when a backend fails, the call asks it to look again;
+// a backend that appears joins the calls running, and one that disappears
+// takes no new job, moves its hosts and closes its stream once its jobs
+// are answered. The client closes a connection to an address no longer
+// resolved once no call uses it. An empty resolution keeps the backends.
+// [WithResolver] resolves other schemes with any gRPC resolver.
 package client
