@@ -19,31 +19,21 @@ func (b *bench) embedded(ctx context.Context) ([]row, error) {
 	sz := b.sz
 	l := load{n: sz.throughputJobs, url: b.sizeURL(sz.throughputBody)}
 	r := row{workload: "embedded", label: fmt.Sprintf("embedded engine, %d B body", sz.throughputBody), conc: sz.throughputConc, ratio: ratioRate}
-	runs := max(sz.runs, 1)
-	var rows []row
-	for i := range runs {
-		ri := r
-		if runs > 1 {
-			ri.label += fmt.Sprintf(", run %d/%d", i+1, runs)
-		}
+	return b.runs(r, func(ri *row) error {
 		err := b.withEmbedded(ctx, ri.conc, func(c *client.Client) error {
 			var err error
 			ri.fetchd, err = b.fetchdRun(ctx, c, nil, ri.workload, l)
 			return err
 		})
-		if err == nil {
-			err = b.withBaseline(ctx, ri.conc, func(bl *baseline) error {
-				var err error
-				ri.baseline, err = b.baselineRun(ctx, bl, ri.workload, l)
-				return err
-			})
-		}
 		if err != nil {
-			return rows, err
+			return err
 		}
-		rows = append(rows, ri)
-	}
-	return rows, nil
+		return b.withBaseline(ctx, ri.conc, func(bl *baseline) error {
+			var err error
+			ri.baseline, err = b.baselineRun(ctx, bl, ri.workload, l)
+			return err
+		})
+	})
 }
 
 // withEmbedded makes an embedded client for conc, configured as

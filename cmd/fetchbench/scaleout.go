@@ -24,23 +24,13 @@ func (b *bench) scaleout(ctx context.Context) ([]row, error) {
 	sz := b.sz
 	r := row{workload: "scaleout", label: fmt.Sprintf("scale-out, %v responses over %d hosts", sz.scaleoutDelay, scaleHosts),
 		conc: 256, ratio: ratioRate}
-	runs := max(sz.runs, 1)
-	var rows []row
-	for i := range runs {
-		ri := r
-		if runs > 1 {
-			ri.label += fmt.Sprintf(", run %d/%d", i+1, runs)
-		}
-		var err error
+	return b.runs(r, func(ri *row) (err error) {
 		if ri.fetchd, err = b.replicasRun(ctx, 3); err != nil {
-			return rows, err
+			return err
 		}
-		if ri.baseline, err = b.replicasRun(ctx, 1); err != nil {
-			return rows, err
-		}
-		rows = append(rows, ri)
-	}
-	return rows, nil
+		ri.baseline, err = b.replicasRun(ctx, 1)
+		return err
+	})
 }
 
 // replicasRun starts n fetchd replicas with their defaults, warms them

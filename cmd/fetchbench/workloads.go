@@ -152,6 +152,15 @@ func (b *bench) run(ctx context.Context, name string) ([]row, error) {
 // 15-20%: fetchd and the baseline alternate, and the report gives the
 // median.
 func (b *bench) repeat(ctx context.Context, r row, l load) ([]row, error) {
+	return b.runs(r, func(ri *row) (err error) {
+		*ri, err = b.pair(ctx, *ri, l)
+		return err
+	})
+}
+
+// runs fills a copy of r with one run, sz.runs times, labelled "run i/n"
+// when more than one, and returns the rows.
+func (b *bench) runs(r row, one func(ri *row) error) ([]row, error) {
 	runs := max(b.sz.runs, 1)
 	var rows []row
 	for i := range runs {
@@ -159,8 +168,7 @@ func (b *bench) repeat(ctx context.Context, r row, l load) ([]row, error) {
 		if runs > 1 {
 			ri.label += fmt.Sprintf(", run %d/%d", i+1, runs)
 		}
-		ri, err := b.pair(ctx, ri, l)
-		if err != nil {
+		if err := one(&ri); err != nil {
 			return rows, err
 		}
 		rows = append(rows, ri)
