@@ -63,6 +63,7 @@ func listenHTTP(cfg *config, fs *server.Server, interceptors []grpc.StreamServer
 		return nil, fmt.Errorf("http listen: %w", err)
 	}
 	p := &httpPort{srv: srv, addr: lis.Addr().String(), done: make(chan struct{})}
+	lis = newCapListener(lis, cfg.maxConnections, cfg.perIPConnections(), callLogger)
 	useTLS := srv.TLSConfig != nil // ServeTLS writes srv.TLSConfig
 	go func() {
 		defer close(p.done)

@@ -4,6 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,4 +357,47 @@ func TestReadmeHTTPJSON(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHTTPJSONConnectionCap holds -max-connections-per-ip connections open
+// on the HTTP/JSON port: the next one is closed at once, and a slot that
+// is given back is taken again.
+func TestHTTPJSONConnectionCap(t *testing.T) {
+	p := startFetchd(t, "-http-listen", "127.0.0.1:0", "-max-connections-per-ip", "2")
+	addr := httpAddr(t, p)
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closedAtOnce reports whether the server closes c without a word.
+	closedAtOnce := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+	}
+	held := []net.Conn{dial(), dial()}
+	for _, c := range held {
+		// A request on each, so that they are the server's, not in the backlog.
+		fmt.Fprintf(c, "GET /v1/fetch HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			t.Fatalf("a connection within the cap got no answer: %v", err)
+		}
+	}
+	if !closedAtOnce(dial()) {
+		t.Fatal("a third connection from one IP was not closed (-max-connections-per-ip 2)")
+	}
+	held[0].Close()
+	testctx.WaitFor(t, 5*time.Second, "a slot given back to be taken", func() bool {
+		c := dial()
+		fmt.Fprintf(c, "GET /v1/fetch HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := bufio.NewReader(c).ReadString('\n')
+		return err == nil
+	})
 }
