@@ -1,6 +1,9 @@
 package client
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // router decides which backend sends each job of a call, and when.
 //
@@ -264,6 +267,9 @@ func (r *router) remove(m *member) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m.removed = true
+	// Its sender and its jobs in flight still know it; the router no
+	// longer does, so that a long call's churn leaves nothing behind.
+	r.members = slices.DeleteFunc(r.members, func(x *member) bool { return x == m })
 	r.rebalance()
 	m.signal()
 }
