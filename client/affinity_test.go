@@ -218,3 +218,50 @@ func (s *gatedStream) RecvMsg(m any) error {
 	}
 	return s.ServerStream.RecvMsg(m)
 }
+
+// TestHostAffinityAcrossCallers runs two clients at once over the same
+// three replicas, their hosts in opposite orders: each host still goes to
+// one replica, so it never sees more than the cap of 4.
+func TestHostAffinityAcrossCallers(t *testing.T) {
+	hosts := loopbackHosts(120, 10)
+	ups := upstreamsAt(t, hosts)
+	_, target := replicas(t, 3, server.WithHostConcurrency(4), server.WithConcurrency(20))
+	const n = 300
+	jobsIn := func(reverse bool) []*client.Job {
+		jobs := make([]*client.Job, n)
+		for i := range jobs {
+			k := i % len(ups)
+			if reverse {
+				k = len(ups) - 1 - k
+			}
+			jobs[i] = client.Get(fmt.Sprintf("%s/?delay=200ms&i=%d&r=%v", ups[k].URL, i, reverse))
+		}
+		return jobs
+	}
+	ctx := testctx.New(t)
+	var wg sync.WaitGroup
+	for _, reverse := range []bool{false, true} {
+		c := newClient(t, target)
+		jobs := jobsIn(reverse)
+		wg.Go(func() {
+			for r, err := range c.Fetch(ctx, slices.Values(jobs)) {
+				if err != nil {
+					t.Errorf("call failed: %v", err)
+					return
+				}
+				if r.GetStatusCode() != http.StatusOK {
+					t.Errorf("result %d: status %d error %v", r.GetIndex(), r.GetStatusCode(), r.GetError())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var peaks []int64
+	for _, up := range ups {
+		peaks = append(peaks, up.Peak())
+		if up.Peak() > 4 {
+			t.Errorf("%s saw %d in flight from two callers; want at most 4, one replica's cap", up.URL, up.Peak())
+		}
+	}
+	t.Logf("peak in flight per host: %v", peaks)
+}

@@ -1,107 +1,40 @@
 package client
 
 import (
-	"cmp"
 	"hash/fnv"
-	"math"
 	"net/url"
-	"slices"
 	"strings"
 )
 
 // This file is the router's assignment of hosts to backends: rendezvous
-// hashing with bounded loads.
+// hashing.
 
 // owner returns h's backend, assigning it one if it has none.
 func (r *router) owner(h *hostQueue) *member {
-	if h.owner == nil {
-		r.assign(h)
+	if h.owner == nil || !h.owner.routable || h.owner.removed {
+		h.owner = r.firstChoice(h)
 	}
 	return h.owner
 }
 
-// assign gives h the backend that ranks first for it by rendezvous hashing
-// among those that may take jobs and own fewer than their bound of the
-// call's hosts: (1 + loadSlack) times an even share, rounded up
-// (consistent hashing with bounded loads). With many hosts a host almost
-// always gets its first choice, the same in every call and client that
-// sees the same backends; the bound keeps an unlucky draw from piling a
-// third more of the hosts on one backend.
-func (r *router) assign(h *hostQueue) {
-	live := 0
-	for _, m := range r.members {
-		if m.routable && !m.removed {
-			live++
-		}
-	}
-	if live == 0 {
-		return
-	}
-	bound := int(math.Ceil((1 + loadSlack) * float64(len(r.hosts)) / float64(live)))
-	var best, first *member
-	var bestScore, firstScore uint64
-	for _, m := range r.members {
-		if !m.routable || m.removed {
-			continue
-		}
-		s := mix(h.hash ^ m.hash)
-		if first == nil || s > firstScore {
-			first, firstScore = m, s
-		}
-		if m.hosts < bound && (best == nil || s > bestScore) {
-			best, bestScore = m, s
-		}
-	}
-	if best == nil {
-		best = first
-	}
-	h.owner = best
-	best.hosts++
-}
-
-// loadSlack is how far above an even share of a call's hosts a backend
-// may own: 5%, so that three replicas never run below 1/1.05 = 0.95 of
-// their joint pool for want of hosts when the hosts are many.
-const loadSlack = 0.05
-
-// unassign takes h's backend from it.
-func (h *hostQueue) unassign() {
-	if h.owner != nil {
-		h.owner.hosts--
-		h.owner = nil
-	}
-}
-
-// rebalance assigns every host anew and rebuilds the ready lists, after
-// the backends changed. The hosts that were on their first choice among
-// the backends now live are assigned first, so that they stay; then the
-// others (those of a backend that went, or whose first choice just
-// joined), each group in the order of their hashes, the same in every
-// call. A host whose backend changes moves once its jobs in flight are
-// answered.
+// rebalance gives every host the backend that ranks first for it among
+// those now taking jobs, and rebuilds the ready lists, after the backends
+// changed: only the hosts of a backend that went, or whose first choice
+// just came, change. A host whose backend changes moves once its jobs in
+// flight are answered.
+//
+// The assignment is a function of the host and the backends alone, not of
+// the order jobs came in or of the other hosts, so that every call and
+// every client that sees the same backends sends a host to the same one,
+// and callers running at the same time stay polite together. A bound on
+// each backend's share (consistent hashing with bounded loads) would even
+// out a call over few hosts, but would make the owner depend on the
+// call's other hosts: two calls could then send one host to two replicas.
 func (r *router) rebalance() {
 	r.clearReady()
-	type entry struct {
-		h    *hostQueue
-		stay bool // on its first choice
-	}
-	hosts := make([]entry, 0, len(r.hosts))
 	for _, h := range r.hosts {
-		hosts = append(hosts, entry{h, h.owner != nil && h.owner == r.firstChoice(h)})
-		h.unassign()
-	}
-	slices.SortFunc(hosts, func(a, b entry) int {
-		if a.stay != b.stay {
-			if a.stay {
-				return -1
-			}
-			return 1
-		}
-		return cmp.Compare(a.h.hash, b.h.hash)
-	})
-	for _, e := range hosts {
-		r.assign(e.h)
-		r.kick(e.h)
+		h.owner = r.firstChoice(h)
+		r.kick(h)
 	}
 	r.wakeAll()
 }

@@ -91,7 +91,11 @@ func New(target string, opts ...Option) (*Client, error) {
 	c.dialOpts = []grpc.DialOption{
 		grpc.WithTransportCredentials(o.creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvMsgBytes)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// A backend that stops answering altogether (a partition, a
+		// frozen host) is dropped within about 20s and its hosts move:
+		// pings every 15s while streams are open (fetchd lets a client
+		// ping every 10s), 5s to answer.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second}),
 		// Reconnect on the client's own backoff schedule, not gRPC's
 		// default (1s growing to 2m), so a restarted backend is found again
 		// within the retry budget.

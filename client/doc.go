@@ -108,10 +108,10 @@
 // "dns:///name:port" (a Kubernetes headless Service, say), each address a
 // backend. A call opens one stream per backend and routes every job by its
 // URL's host ([WithHostAffinity]): all of a host's jobs go to one backend,
-// the first for the host by rendezvous hashing over the live backends
-// unless that one owns 5% more than its share of the call's hosts, so that
-// fetchd's per-host cap, rate and pauses hold across replicas and hosts
-// spread evenly. Each backend takes only what it can start soon: at most
+// the first for the host by rendezvous hashing over the live backends, the
+// same in every call and client that sees the same backends, so that
+// fetchd's per-host cap, rate and pauses hold across replicas and across
+// callers, and many hosts spread evenly. Each backend takes only what it can start soon: at most
 // twice the host cap it announces (the fetchd-concurrency and
 // fetchd-host-concurrency headers of its stream) per host, or, spread,
 // twice its pool; the rest waits in the client, and a slow backend holds up

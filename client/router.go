@@ -9,11 +9,10 @@ import (
 //
 // With host affinity (the default) every job of a host goes to one backend,
 // the host's owner: the live backend that ranks first for the host by
-// rendezvous hashing, unless that one already owns 5% more than its share
-// of the call's hosts ([router.assign]). So fetchd's per-host cap, rate
-// and pause, which each replica keeps for itself, hold across replicas,
-// and with many hosts every client that sees the same backends picks the
-// same owner for almost every host. A host stays with
+// rendezvous hashing ([router.rebalance]). Every client that sees the same
+// backends picks the same owner, so fetchd's per-host cap, rate and pause,
+// which each replica keeps for itself, hold across replicas, for one call
+// and for callers running at once. A host stays with
 // the backend that has its jobs in flight: when its owner changes (a
 // backend fails, drains, joins or leaves), its next job waits until those
 // are answered (or resubmitted), then goes to the new owner, so that a host
@@ -56,7 +55,6 @@ type member struct {
 	inflight   int  // jobs sent to it and not answered
 	credit     int  // spread: most jobs in flight; 0 means no limit
 	hostCredit int  // affinity: most jobs of one host in flight; 0 means no limit
-	hosts      int  // affinity: hosts it owns
 	ready      []*hostQueue
 }
 
@@ -242,7 +240,6 @@ func (r *router) settle(j *routedJob) {
 	}
 	h.inflight--
 	if h.inflight == 0 && h.queue.len() == 0 {
-		h.unassign()
 		delete(r.hosts, h.name)
 		return
 	}
@@ -267,11 +264,10 @@ func (r *router) remove(m *member) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m.removed = true
+	r.rebalance() // which also empties m's ready list
 	// Its sender and its jobs in flight still know it; the router no
 	// longer does, so that a long call's churn leaves nothing behind.
 	r.members = slices.DeleteFunc(r.members, func(x *member) bool { return x == m })
-	r.rebalance()
-	m.signal()
 }
 
 // setCredit sets what m takes at once, from what its fetchd announced.
