@@ -17,7 +17,7 @@
 //   - bodies: bodies of 100 MiB and 1 MiB, through fetchd in chunks of client.DefaultChunkBytes
 //     (a Fetch stream through the generated stubs) and through the
 //     baseline read to io.Discard, in bytes/s and peak RSS;
-//   - scaleout: 20,000 jobs of a 200 ms response over 240 hosts, through
+//   - scaleout: 10,000 jobs of a 500 ms response over 2,000 hosts, through
 //     one call of the client over three fetchd replicas against the same
 //     through one replica, with fetchd's and the client's defaults: each
 //     replica's pool is the limit, and the host affinity must spread the

@@ -318,11 +318,13 @@ const notes = `
   The upstream's CPU is in none of them. All processes share the machine's cores.
 - **peak RSS**: fetchd's VmHWM (its own process per row, warm-up included); the client's and the
   baseline's are fetchbench's VmHWM, reset through /proc/self/clear_refs before each run.
-- **scale-out**: 20,000 GETs of a 200 ms response, round robin over 240 upstream hosts (loopback addresses
-  127.0.0.1 to 127.0.0.240, one upstream process), through one call of the client with its defaults over three
+- **scale-out**: 10,000 GETs of a 500 ms response, round robin over 2,000 upstream hosts (loopback addresses
+  127.0.0.1 to 127.0.7.222, one upstream process), through one call of the client with its defaults over three
   fetchd replicas with theirs (each its own process, a pool of 256, a host cap of 16), then over one. The pools
   are the limit: the ratio is how close three replicas come to three times one, with the client routing each
-  host to one replica (so that the host caps hold across replicas) and balancing the hosts over them.
+  host to one replica (so that the host caps hold across replicas): rendezvous hashing gives one replica about
+  a third of the hosts, give or take 1-2%, and the last wave of jobs is on the busiest. With 200 ms responses
+  three replicas and the upstream would need more than this machine's two cores.
 - **bodies**: jobs of one large body each (` + "`/stream/N`" + `, written by the upstream as a repeated 64 KiB pattern).
   fetchd's side is one Fetch stream through the generated gRPC stubs with ` + "`stream_options.chunk_bytes`" + ` 1 MiB,
   counting every chunk's bytes and keeping none; the baseline reads each body to io.Discard. Every result is

@@ -12,8 +12,9 @@ import (
 )
 
 // scaleHosts is how many upstream hosts (loopback addresses) the upstream
-// serves, for the scale-out workload.
-const scaleHosts = 240
+// serves, for the scale-out workload: enough that rendezvous hashing gives
+// each of three replicas a third of them within 1-2%.
+const scaleHosts = 2000
 
 // scaleout runs latency-bound jobs over scaleHosts hosts through one fetchd
 // replica and through three, alternately, sz.runs times: both with
@@ -56,9 +57,9 @@ func (b *bench) replicasRun(ctx context.Context, n int) (side, error) {
 		return side{}, err
 	}
 	defer c.Close()
-	// Warm-up: twice the pools' worth of short jobs, which open the
-	// replicas' connections to their hosts.
-	warm := b.scaleJobs(2*256*n, 100*time.Millisecond)
+	// Warm-up: short jobs, twice the pools' worth and two per host, which
+	// open the replicas' connections to their hosts.
+	warm := b.scaleJobs(max(2*256*n, 2*scaleHosts), 100*time.Millisecond)
 	if _, err := b.count(ctx, c, warm); err != nil {
 		return side{}, fmt.Errorf("warm-up: %w", err)
 	}

@@ -42,7 +42,7 @@ var fullSizes = sizes{
 		{size: 100 << 20, jobs: 16, conc: 1}, {size: 100 << 20, jobs: 16, conc: 8},
 		{size: 1 << 20, jobs: 512, conc: 8}, {size: 1 << 20, jobs: 512, conc: 32}, {size: 1 << 20, jobs: 512, conc: 64},
 	},
-	scaleoutJobs: 20_000, scaleoutDelay: 200 * time.Millisecond,
+	scaleoutJobs: 10_000, scaleoutDelay: 500 * time.Millisecond,
 }
 
 // shortSizes exercise every workload in seconds, for CI.
