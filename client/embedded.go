@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -50,11 +51,20 @@ var errEngineStopped = fmt.Errorf("%w: the embedded fetchd engine has stopped", 
 // ERROR_CODE_UNAVAILABLE result and the call then ends with an error
 // wrapping [ErrClosed] and [ErrUnavailable]; jobs not yet taken from its
 // input get no result. A call whose jobs were all answered ends as usual.
+// Its logs go to cfg.Logger; by default, only its warnings and errors go
+// to slog.Default(), not a line per call.
+//
 // Close does not wait for the callers to read their results, but it does
 // wait for fetches in progress, up to their timeouts: to cut the drain
 // short, cancel the calls' contexts. Calls after Close fail with
 // [ErrClosed].
 func NewEmbedded(cfg server.Config, opts ...Option) (*Client, error) {
+	if cfg.Logger == nil {
+		// A library should not log a line per call into its host
+		// program's log: only warnings and errors, such as a panic in a
+		// worker, go to the default logger.
+		cfg.Logger = slog.New(warnings{slog.Default().Handler()})
+	}
 	srv, err := server.NewFromConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("client: embedded engine: %w", err)
@@ -71,6 +81,16 @@ func NewEmbedded(cfg server.Config, opts ...Option) (*Client, error) {
 		engine:  &engine{srv: srv},
 	}, nil
 }
+
+// warnings passes on the records of warning level and above.
+type warnings struct{ slog.Handler }
+
+func (w warnings) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+func (w warnings) WithAttrs(as []slog.Attr) slog.Handler { return warnings{w.Handler.WithAttrs(as)} }
+func (w warnings) WithGroup(name string) slog.Handler    { return warnings{w.Handler.WithGroup(name)} }
 
 // engine is the fetchd engine of an embedded client, seen by the client as
 // the [fetchv1.FetchServiceClient] of its backend.

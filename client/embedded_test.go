@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/fetchd/fetchd/client"
 	fetchv1 "github.com/fetchd/fetchd/gen/fetch/v1"
+	"github.com/fetchd/fetchd/internal/testbuf"
 	"github.com/fetchd/fetchd/internal/testctx"
 	"github.com/fetchd/fetchd/internal/testupstream"
 	"github.com/fetchd/fetchd/server"
@@ -147,5 +149,23 @@ func TestEmbeddedCloseDrains(t *testing.T) {
 	}
 	if err := c.Close(); err != nil {
 		t.Errorf("Close() again = %v", err)
+	}
+}
+
+// TestEmbeddedQuietByDefault: an engine without a Logger writes no line per
+// call to the program's default logger.
+func TestEmbeddedQuietByDefault(t *testing.T) {
+	var buf testbuf.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	defer slog.SetDefault(old)
+	c, err := client.NewEmbedded(server.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	collect(t, c.Fetch(testctx.New(t), slices.Values([]*client.Job{client.Get("http://127.0.0.1:1/")})), 1)
+	c.Close()
+	if s := buf.String(); s != "" {
+		t.Errorf("the default logger got:\n%s\nwant nothing for a call without trouble", s)
 	}
 }

@@ -218,6 +218,10 @@ func (s *Server) JobMemory() int64 { return s.opts.jobMemory }
 // ([Config.RequestMemory], resolved).
 func (s *Server) RequestMemory() int64 { return s.opts.requestMemory }
 
+// HostConcurrency returns the per-host cap in force now, with the share of
+// [Server.SetHostShare] applied; 0 means no cap.
+func (s *Server) HostConcurrency() int { return s.hosts.Cap() }
+
 // SetHostShare makes the server's per-host limits this replica's share of
 // n replicas that fetch for the same callers: each host's cap becomes
 // max(1, [Config.HostConcurrency]/n) fetches in flight and its rate
@@ -272,7 +276,7 @@ func (s *Server) Fetch(stream grpc.BidiStreamingServer[fetchv1.FetchRequest, fet
 func (s *Server) announce() metadata.MD {
 	return metadata.Pairs(
 		HeaderConcurrency, strconv.Itoa(s.opts.concurrency),
-		HeaderHostConcurrency, strconv.Itoa(s.hosts.Cap()),
+		HeaderHostConcurrency, strconv.Itoa(s.HostConcurrency()),
 	)
 }
 

@@ -18,7 +18,11 @@ func watchPeers(ctx context.Context, name string, interval time.Duration, lookup
 	if name == "" {
 		return func() {}
 	}
-	w := &peers.Watcher{Name: name, Interval: interval, Lookup: lookup, Set: fs.SetHostShare, Logger: logger}
+	set := func(n int) {
+		fs.SetHostShare(n)
+		logger.Info("host limits shared", "replicas", n, "host_concurrency", fs.HostConcurrency())
+	}
+	w := &peers.Watcher{Name: name, Interval: interval, Lookup: lookup, Set: set, Logger: logger}
 	w.Update(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

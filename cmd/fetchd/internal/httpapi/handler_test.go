@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -102,6 +103,10 @@ func TestStream(t *testing.T) {
 	var ids []string
 	for sc.Scan() {
 		var r fetchv1.FetchResponse
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, sc.Bytes()); err != nil || !bytes.Equal(compact.Bytes(), sc.Bytes()) {
+			t.Errorf("line %q is not compact JSON (%v)", sc.Bytes(), err)
+		}
 		if err := protojson.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("line %q: %v", sc.Bytes(), err)
 		}

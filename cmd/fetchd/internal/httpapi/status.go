@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 // HTTPStatus returns the HTTP status of a call that ends with code before
@@ -44,7 +46,7 @@ func HTTPStatus(code codes.Code) int {
 // writeStatus answers with st as a google.rpc.Status JSON object under
 // httpStatus.
 func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
-	b, err := protojson.Marshal(st.Proto())
+	b, err := marshal(st.Proto())
 	if err != nil { // a Status always marshals; keep the code if not
 		b = []byte(`{"code":13,"message":"marshal status"}`)
 	}
@@ -62,7 +64,7 @@ func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
 // {"status":{...}}, with the call's trailer, if any, beside it as
 // "trailer":{"key":"value"} (several values of a key joined by ", ").
 func statusLine(st *status.Status, trailer metadata.MD) []byte {
-	b, err := protojson.Marshal(st.Proto())
+	b, err := marshal(st.Proto())
 	if err != nil {
 		b = []byte(`{"code":13,"message":"marshal status"}`)
 	}
@@ -81,4 +83,26 @@ func statusLine(st *status.Status, trailer metadata.MD) []byte {
 		out = []byte(`{"status":{"code":13,"message":"marshal status"}}`)
 	}
 	return append(out, '\n')
+}
+
+// marshal is protojson's output made compact and stable: protojson
+// varies its spacing on purpose, from build to build, so that no one
+// depends on its bytes; a line-oriented caller (grep, jq -c, a test)
+// should see one form, the one in the README.
+func marshal(m proto.Message) ([]byte, error) {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// plain returns err's text with the no-break spaces that the protobuf
+// packages put in their messages, on purpose, replaced by spaces.
+func plain(err error) string {
+	return strings.ReplaceAll(err.Error(), "\u00a0", " ")
 }

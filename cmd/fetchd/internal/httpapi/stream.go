@@ -141,7 +141,7 @@ func (s *stream) RecvMsg(m any) error {
 	}
 	req := new(fetchv1.FetchBatchRequest)
 	if err := protojson.Unmarshal(b, req); err != nil {
-		return status.Errorf(codes.InvalidArgument, "request body is not a protobuf-JSON fetch.v1.FetchBatchRequest: %v", err)
+		return status.Errorf(codes.InvalidArgument, "request body is not a protobuf-JSON fetch.v1.FetchBatchRequest: %s", plain(err))
 	}
 	bin, err := proto.Marshal(req)
 	if err == nil {
@@ -165,7 +165,7 @@ func (s *stream) SendMsg(m any) error {
 	default:
 		return status.Errorf(codes.Internal, "httpapi: SendMsg of %T, not a proto message", m)
 	}
-	b, err := protojson.Marshal(msg)
+	b, err := marshal(msg)
 	if err != nil {
 		return status.Errorf(codes.Internal, "httpapi: marshal result: %v", err)
 	}
