@@ -265,3 +265,29 @@ func TestHostAffinityAcrossCallers(t *testing.T) {
 	}
 	t.Logf("peak in flight per host: %v", peaks)
 }
+
+// TestSpreadCappedHost spreads one capped host's jobs over three replicas
+// with their default pools: each takes only what it can start soon of the
+// host (twice its cap), so that all three fetch, instead of the first
+// stream to open taking the whole window.
+func TestSpreadCappedHost(t *testing.T) {
+	up := upstreamsAt(t, loopbackHosts(140, 1))[0]
+	_, target := replicas(t, 3, server.WithHostConcurrency(4))
+	c := newClient(t, target, client.WithHostAffinity(false))
+	const n = 120
+	jobs := make([]*client.Job, n)
+	for i := range jobs {
+		jobs[i] = client.Get(fmt.Sprintf("%s/?delay=50ms&i=%d", up.URL, i))
+	}
+	collect(t, c.Fetch(testctx.New(t), slices.Values(jobs)), n)
+	var counts []int64
+	for i := range 3 {
+		counts = append(counts, up.Agent(fmt.Sprint("replica-", i)))
+	}
+	t.Logf("jobs per replica %v, peak in flight %d", counts, up.Peak())
+	for i, k := range counts {
+		if k < n/6 {
+			t.Errorf("replica %d fetched %d of %d jobs; want at least a sixth, as each may hold only twice its host cap: %v", i, k, n, counts)
+		}
+	}
+}

@@ -110,6 +110,8 @@ func (f *fifo) len() int           { return len(f.q) }
 func (f *fifo) push(idx uint64)    { f.q = append(f.q, idx) }
 func (f *fifo) pushFront(i uint64) { f.q = append([]uint64{i}, f.q...) }
 
+func (f *fifo) removeAt(i int) { f.q = append(f.q[:i], f.q[i+1:]...) }
+
 func (f *fifo) pop() (uint64, bool) {
 	if len(f.q) == 0 {
 		return 0, false

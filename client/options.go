@@ -203,9 +203,9 @@ func WithResubmitNonIdempotent(ok bool) Option {
 // over many hosts spreads evenly; a call whose jobs are all for one host
 // stays on one backend, since that host's cap is the limit anyway.
 //
-// Off, each job goes to whichever backend is free first, as for one
-// internal host that has no cap: a call then gets every replica's pool,
-// and a host gets up to the number of replicas times its cap.
+// Off, each job goes to a backend with room, as for one internal host
+// that has no cap: a call then gets every replica's pool, and a host gets
+// up to the number of replicas times its cap.
 //
 // Either way a backend holds only what it can start soon (about twice the
 // pool and host cap it announces); the rest waits in the client, free to

@@ -24,7 +24,8 @@ import (
 //
 // Without affinity (spread) jobs wait in one queue and each backend takes
 // the next when it has fewer than credit in flight (twice the pool it
-// announces), so that faster or idler backends take more and none hoards
+// announces), skipping the jobs of hosts it holds hostCredit of (twice its
+// host cap), so that faster or idler backends take more and none hoards
 // jobs the others could start.
 //
 // No send waits for another backend: each backend's sender takes its own
@@ -50,11 +51,12 @@ type member struct {
 	dropped bool // given up by the call; guarded by call.mu
 
 	// Guarded by router.mu.
-	routable   bool // may take jobs: its stream is open, or being opened for the first time
-	removed    bool // given up, or gone from the target's resolution: takes no more jobs
-	inflight   int  // jobs sent to it and not answered
-	credit     int  // spread: most jobs in flight; 0 means no limit
-	hostCredit int  // affinity: most jobs of one host in flight; 0 means no limit
+	routable   bool           // may take jobs: its stream is open, or being opened for the first time
+	removed    bool           // given up, or gone from the target's resolution: takes no more jobs
+	inflight   int            // jobs sent to it and not answered
+	credit     int            // spread: most jobs in flight; 0 means no limit
+	hostCredit int            // most jobs of one host in flight; 0 means no limit
+	byHost     map[string]int // spread: jobs in flight per host
 	ready      []*hostQueue
 }
 
@@ -71,8 +73,9 @@ type hostQueue struct {
 
 // routedJob is where a job of the call is.
 type routedJob struct {
-	host   *hostQueue // affinity only
-	sentTo *member    // nil while queued
+	host       *hostQueue // affinity only
+	spreadHost string     // spread only: its URL's host
+	sentTo     *member    // nil while queued
 }
 
 func newRouter(affinity bool) *router {
@@ -81,7 +84,7 @@ func newRouter(affinity bool) *router {
 
 // join adds a backend to the call.
 func (r *router) join(addr string) *member {
-	m := &member{addr: addr, hash: hashString(addr), wake: make(chan struct{}, 1), routable: true}
+	m := &member{addr: addr, hash: hashString(addr), wake: make(chan struct{}, 1), routable: true, byHost: map[string]int{}}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.members = append(r.members, m)
@@ -97,6 +100,7 @@ func (r *router) add(idx uint64, rawURL string) {
 	r.jobs[idx] = j
 	r.queued++
 	if !r.affinity {
+		j.spreadHost = hostOf(rawURL)
 		r.shared.push(idx)
 		r.wakeAll()
 		return
@@ -135,12 +139,15 @@ func (r *router) next(m *member) (idx uint64, ok, done bool) {
 	if r.affinity {
 		idx, ok = r.nextHost(m)
 	} else if m.credit == 0 || m.inflight < m.credit {
-		idx, ok = r.shared.pop()
+		idx, ok = r.nextSpread(m)
 	}
 	if ok {
 		j := r.jobs[idx]
 		j.sentTo = m
 		m.inflight++
+		if !r.affinity {
+			m.byHost[j.spreadHost]++
+		}
 		r.queued--
 		if r.queued == 0 && r.inputDone {
 			r.wakeAll() // the other senders may half-close
@@ -148,6 +155,19 @@ func (r *router) next(m *member) (idx uint64, ok, done bool) {
 		return idx, true, false
 	}
 	return 0, false, r.inputDone && r.queued == 0
+}
+
+// nextSpread takes the first job of the shared queue whose host m holds
+// fewer than its host credit of: a backend takes no more of one host than
+// it can start soon, so that the others get the rest.
+func (r *router) nextSpread(m *member) (uint64, bool) {
+	for i, idx := range r.shared.q {
+		if m.hostCredit == 0 || m.byHost[r.jobs[idx].spreadHost] < m.hostCredit {
+			r.shared.removeAt(i)
+			return idx, true
+		}
+	}
+	return 0, false
 }
 
 // nextHost pops a job from the first host of m's ready list that m may
@@ -205,8 +225,19 @@ func (r *router) answered(idx uint64) {
 		return
 	}
 	delete(r.jobs, idx)
-	j.sentTo.inflight--
+	r.unsend(j)
 	r.settle(j)
+}
+
+// unsend takes j off its backend's counts of jobs in flight.
+func (r *router) unsend(j *routedJob) {
+	m := j.sentTo
+	m.inflight--
+	if !r.affinity {
+		if m.byHost[j.spreadHost]--; m.byHost[j.spreadHost] <= 0 {
+			delete(m.byHost, j.spreadHost)
+		}
+	}
 }
 
 // resend queues job idx again, first in its queue: it was sent, and the
@@ -218,7 +249,7 @@ func (r *router) resend(idx uint64) {
 	if j == nil || j.sentTo == nil {
 		return
 	}
-	j.sentTo.inflight--
+	r.unsend(j)
 	j.sentTo = nil
 	r.queued++
 	if !r.affinity {

@@ -128,7 +128,7 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 }
 
 // FetchRequest is one fetch job. On a Fetch stream it is one message, which
-// must fit the server's receive limit (fetchd's -max-recv-msg-bytes, 16 MiB
+// must fit the server's receive limit (fetchd's -max-recv-msg-bytes, 4 MiB
 // by default); a larger one ends the stream with RESOURCE_EXHAUSTED instead
 // of getting a response.
 type FetchRequest struct {
