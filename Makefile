@@ -36,7 +36,7 @@ abuse: ## Attack the fetchd binary (memory cases of abuse, without -race) and ch
 	$(GO) test -count=1 -run 'TestAbuse' -v ./cmd/fetchd
 
 .PHONY: bench
-bench: ## Benchmark fetchd against an in-process baseline (about 3-4 minutes); writes bench/results.md and bench/concurrency.svg.
+bench: ## Benchmark fetchd against an in-process baseline (about 5-6 minutes); writes bench/results.md and bench/concurrency.svg.
 	$(GO) run ./cmd/fetchbench $(ARGS)
 
 .PHONY: bench-engines

@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "bench", "`directory` to write results.md and concurrency.svg to (-short: a new temporary directory)")
 	fetchd := fs.String("fetchd", "", "fetchd binary `path` (default: build ./cmd/fetchd of the enclosing module)")
 	list := fs.String("workloads", strings.Join(workloadNames, ","), "comma-separated workloads to run")
-	timeout := fs.Duration("timeout", 5*time.Minute, "stop everything after this long")
+	timeout := fs.Duration("timeout", 12*time.Minute, "stop everything after this long")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of this process (the client and the baseline, not fetchd) to `file`")
 	if err := fs.Parse(args); err != nil {
 		return err
