@@ -39,7 +39,7 @@ func (cl *call) serveBackend(ctx context.Context, b backend, m *member) {
 		if idle && !cl.waitWork(ctx, m) {
 			return
 		}
-		if m.isRemoved(cl.router) {
+		if cl.router.isRemoved(m) {
 			return
 		}
 		opened, progress, err := cl.stream(ctx, b, m, waitReady && !reached)
@@ -60,7 +60,7 @@ func (cl *call) serveBackend(ctx context.Context, b backend, m *member) {
 			cl.drop(m, giveUp{addr: b.addr, err: err})
 			return
 		}
-		if m.isRemoved(cl.router) {
+		if cl.router.isRemoved(m) {
 			return // its jobs went to the others
 		}
 		cl.resolveNow()

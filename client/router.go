@@ -173,24 +173,34 @@ func (r *router) nextSpread(m *member) (uint64, bool) {
 // nextHost pops a job from the first host of m's ready list that m may
 // send, moving that host to the list's end if it has more (round robin).
 func (r *router) nextHost(m *member) (uint64, bool) {
-	for len(m.ready) > 0 {
+	if !r.pruneReady(m) {
+		return 0, false
+	}
+	h := m.ready[0]
+	m.ready = m.ready[1:]
+	idx, _ := h.queue.pop()
+	h.at = m
+	h.inflight++
+	if !r.sendable(h, m) {
+		h.inReady = false
+	} else {
+		m.ready = append(m.ready, h)
+	}
+	return idx, true
+}
+
+// pruneReady drops from the head of m's ready list the hosts m may no
+// longer send (they belong elsewhere now, or must wait), putting each
+// where it belongs, and reports whether one that m may send is left at
+// the head.
+func (r *router) pruneReady(m *member) bool {
+	for len(m.ready) > 0 && !r.sendable(m.ready[0], m) {
 		h := m.ready[0]
 		m.ready = m.ready[1:]
 		h.inReady = false
-		if !r.sendable(h, m) {
-			r.kick(h) // stale: it belongs elsewhere now, or must wait
-			continue
-		}
-		idx, _ := h.queue.pop()
-		h.at = m
-		h.inflight++
-		if r.sendable(h, m) {
-			h.inReady = true
-			m.ready = append(m.ready, h)
-		}
-		return idx, true
+		r.kick(h)
 	}
-	return 0, false
+	return len(m.ready) > 0
 }
 
 // sendable reports whether m may send h's next job now.
@@ -319,13 +329,7 @@ func (r *router) hasWork(m *member) bool {
 	if !r.affinity {
 		return r.shared.len() > 0
 	}
-	for len(m.ready) > 0 && !r.sendable(m.ready[0], m) {
-		h := m.ready[0]
-		m.ready = m.ready[1:]
-		h.inReady = false
-		r.kick(h)
-	}
-	return len(m.ready) > 0
+	return r.pruneReady(m)
 }
 
 func (r *router) wakeAll() {
@@ -342,7 +346,7 @@ func (m *member) signal() {
 }
 
 // isRemoved reports whether r removed m from the call.
-func (m *member) isRemoved(r *router) bool {
+func (r *router) isRemoved(m *member) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return m.removed

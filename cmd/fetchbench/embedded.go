@@ -49,11 +49,7 @@ func (b *bench) withEmbedded(ctx context.Context, conc int, fn func(*client.Clie
 		DisableDedup:    true,
 		RetryAttempts:   1,
 		Logger:          slog.New(slog.DiscardHandler),
-	},
-		client.WithWindow(4*conc),
-		client.WithConcurrency(uint32(conc)),
-		client.WithRetryBudget(1),
-		client.WithMaxAttempts(1))
+	}, clientOptions(conc, 4*conc)...)
 	if err != nil {
 		return err
 	}

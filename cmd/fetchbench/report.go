@@ -239,6 +239,30 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
+// section is a table after the main one, printed only when it has rows,
+// under its title for a terminal or its markdown heading.
+type section struct {
+	text, heading string
+	t             table
+}
+
+// sections returns the tables after the main one that have rows, in order.
+func sections(first, memory, bodies, scale table) []section {
+	all := []section{
+		{"time to first result", "Time to first result", first},
+		{"memory during the scale workload", "Memory during the scale workload", memory},
+		{"large bodies (fetchd in chunks of the Go client's default size, the baseline to io.Discard)", "Large bodies", bodies},
+		{"scale-out (three fetchd replicas against one, defaults; the ratio is three's rate over one's)", "Scale-out: three replicas against one", scale},
+	}
+	var out []section
+	for _, sec := range all {
+		if len(sec.t.rows) > 0 {
+			out = append(out, sec)
+		}
+	}
+	return out
+}
+
 // text prints the tables for a terminal.
 func (rp *report) text(w io.Writer) {
 	all, first, memory, bodies, scale := rp.tables()
@@ -246,21 +270,9 @@ func (rp *report) text(w io.Writer) {
 	for _, s := range rp.summaries() {
 		fmt.Fprintf(w, "\n%s\n", s)
 	}
-	if len(first.rows) > 0 {
-		fmt.Fprintln(w, "\ntime to first result:")
-		first.text(w)
-	}
-	if len(memory.rows) > 0 {
-		fmt.Fprintln(w, "\nmemory during the scale workload:")
-		memory.text(w)
-	}
-	if len(bodies.rows) > 0 {
-		fmt.Fprintln(w, "\nlarge bodies (fetchd in chunks of the Go client's default size, the baseline to io.Discard):")
-		bodies.text(w)
-	}
-	if len(scale.rows) > 0 {
-		fmt.Fprintln(w, "\nscale-out (three fetchd replicas against one, defaults; the ratio is three's rate over one's):")
-		scale.text(w)
+	for _, sec := range sections(first, memory, bodies, scale) {
+		fmt.Fprintf(w, "\n%s:\n", sec.text)
+		sec.t.text(w)
 	}
 	fmt.Fprintf(w, "\ntotal %v\n", rp.elapsed.Round(time.Second))
 }
@@ -276,21 +288,9 @@ func (rp *report) markdown(w io.Writer, plot string) {
 	for _, s := range rp.summaries() {
 		fmt.Fprintf(w, "\n**%s.**\n", strings.ToUpper(s[:1])+s[1:])
 	}
-	if len(first.rows) > 0 {
-		fmt.Fprintf(w, "\n## Time to first result\n\n")
-		first.markdown(w)
-	}
-	if len(memory.rows) > 0 {
-		fmt.Fprintf(w, "\n## Memory during the scale workload\n\n")
-		memory.markdown(w)
-	}
-	if len(bodies.rows) > 0 {
-		fmt.Fprintf(w, "\n## Large bodies\n\n")
-		bodies.markdown(w)
-	}
-	if len(scale.rows) > 0 {
-		fmt.Fprintf(w, "\n## Scale-out: three replicas against one\n\n")
-		scale.markdown(w)
+	for _, sec := range sections(first, memory, bodies, scale) {
+		fmt.Fprintf(w, "\n## %s\n\n", sec.heading)
+		sec.t.markdown(w)
 	}
 	if plot != "" {
 		fmt.Fprintf(w, "\n## Results/s against concurrency\n\n![results/s against concurrency, fetchd and the baseline](%s)\n", plot)

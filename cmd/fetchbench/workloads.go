@@ -280,11 +280,7 @@ func (b *bench) withFetchd(ctx context.Context, conc int, fn func(*client.Client
 		return err
 	}
 	defer fd.stop()
-	c, err := client.New(fd.addr,
-		client.WithWindow(window),
-		client.WithConcurrency(uint32(conc)),
-		client.WithRetryBudget(1),
-		client.WithMaxAttempts(1))
+	c, err := client.New(fd.addr, clientOptions(conc, window)...)
 	if err != nil {
 		return err
 	}
@@ -293,6 +289,17 @@ func (b *bench) withFetchd(ctx context.Context, conc int, fn func(*client.Client
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	return fn(c, fd)
+}
+
+// clientOptions are the measured client's: a pool of conc, a window, and
+// no resubmission (one attempt per job, as the baseline makes).
+func clientOptions(conc, window int) []client.Option {
+	return []client.Option{
+		client.WithWindow(window),
+		client.WithConcurrency(uint32(conc)),
+		client.WithRetryBudget(1),
+		client.WithMaxAttempts(1),
+	}
 }
 
 // withBaseline makes a baseline for conc, warms it up like fetchd and runs
